@@ -1,0 +1,3 @@
+"""rabo-bench: federated bilevel optimisation with dual pruning (RABO, RAFBO) and its baselines."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,19 @@
+"""Hypergradient estimators behind one signature (see :mod:`rabo_bench.hypergrad.base`)."""
+
+from rabo_bench.hypergrad import implicit, unrolled, zeroth_order  # noqa: F401  (registers)
+from rabo_bench.hypergrad.base import (
+    HypergradientEstimator,
+    available_estimators,
+    make_estimator,
+)
+from rabo_bench.hypergrad.objective import LocalObjective
+from rabo_bench.hypergrad.oracles import OracleCounter, Oracles
+
+__all__ = [
+    "HypergradientEstimator",
+    "LocalObjective",
+    "OracleCounter",
+    "Oracles",
+    "available_estimators",
+    "make_estimator",
+]

@@ -1,0 +1,58 @@
+"""The shared signature of every hypergradient estimator, and the registry of estimators.
+
+An estimator is a frozen dataclass of its hyperparameters, called as
+
+    estimator(oracles, x, y, rng) -> h          (flat tensor shaped like x)
+
+where ``oracles`` wraps one client's (possibly masked) sub-model objective and counts every
+derivative, x and y are the flat sub-model vectors, and ``rng`` is the only source of randomness
+(batches, Neumann depth, coordinate samples, directions). Implicit estimators (exact, neumann,
+cg) evaluate at (x, y). Unrolled ones (itd, coordinate_fd, gaussian_zo) run inner SGD steps from
+y and evaluate the upper gradient at the end of the unperturbed run.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import fields
+
+import torch
+
+from rabo_bench.hypergrad.oracles import Oracles
+
+_REGISTRY: dict[str, type[HypergradientEstimator]] = {}
+
+
+class HypergradientEstimator(ABC):
+    name: str
+
+    @abstractmethod
+    def __call__(
+        self, oracles: Oracles, x: torch.Tensor, y: torch.Tensor, rng: torch.Generator
+    ) -> torch.Tensor:
+        """An estimate of grad F at x for the client behind ``oracles``."""
+
+
+def register_estimator(cls: type[HypergradientEstimator]) -> type[HypergradientEstimator]:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available_estimators() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def make_estimator(name: str, **params) -> HypergradientEstimator:
+    """Build a registered estimator by name; unknown names or parameters raise ValueError."""
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"unknown hypergradient estimator {name!r}; choose one of {available_estimators()}"
+        )
+    cls = _REGISTRY[name]
+    allowed = {f.name for f in fields(cls)}
+    unknown = set(params) - allowed
+    if unknown:
+        raise ValueError(
+            f"estimator {name!r} has no parameter(s) {sorted(unknown)}; it takes {sorted(allowed)}"
+        )
+    return cls(**params)

@@ -1,0 +1,77 @@
+"""One client's view of a bilevel problem: f_i and g_i on its (masked) sub-model, flattened.
+
+Estimators work on flat vectors: x_sub and y_sub hold exactly the coordinates the client's masks
+keep (SPEC eq. 4, structured pruning). The losses are evaluated at the embedded full model
+x ⊙ m_x, y ⊙ m_y (SPEC eq. 2): coordinates outside the mask are zero, so every derivative an
+estimator takes is automatically restricted to the sub-model.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rabo_bench.params import Layout, Params
+from rabo_bench.problems.base import Batch, BilevelProblem
+from rabo_bench.submodel import StructuredMask, embed, extract
+
+
+class LocalObjective:
+    """Client ``client``'s losses as functions of flat sub-model vectors.
+
+    ``client=None`` gives the global objective (F's and G's integrands averaged over all
+    clients, one batch per client): the reference that closed forms describe.
+    """
+
+    def __init__(
+        self,
+        problem: BilevelProblem,
+        client: int | None,
+        x_like: Params,
+        y_like: Params,
+        x_mask: StructuredMask | None = None,
+        y_mask: StructuredMask | None = None,
+    ) -> None:
+        self.problem, self.client = problem, client
+        self._x_like, self._y_like = x_like, y_like
+        self.x_mask = x_mask or StructuredMask.full(x_like)
+        self.y_mask = y_mask or StructuredMask.full(y_like)
+        self.x_layout = Layout.of(extract(x_like, self.x_mask))
+        self.y_layout = Layout.of(extract(y_like, self.y_mask))
+
+    # -- between full parameter dicts and flat sub-model vectors -------------------------------
+    def pack_x(self, x: Params) -> torch.Tensor:
+        return self.x_layout.flatten(extract(x, self.x_mask))
+
+    def pack_y(self, y: Params) -> torch.Tensor:
+        return self.y_layout.flatten(extract(y, self.y_mask))
+
+    def unpack_x(self, x_sub: torch.Tensor) -> Params:
+        """The full-shaped x ⊙ m_x whose kept coordinates are ``x_sub``."""
+        return embed(self.x_mask, self.x_layout.unflatten(x_sub), self._x_like)
+
+    def unpack_y(self, y_sub: torch.Tensor) -> Params:
+        return embed(self.y_mask, self.y_layout.unflatten(y_sub), self._y_like)
+
+    # -- losses and batches -------------------------------------------------------------------
+    def _clients(self) -> range:
+        if self.client is None:
+            return range(self.problem.num_clients)
+        return range(self.client, self.client + 1)
+
+    def _mean_loss(self, loss, x_sub: torch.Tensor, y_sub: torch.Tensor, batch) -> torch.Tensor:
+        x, y = self.unpack_x(x_sub), self.unpack_y(y_sub)
+        clients = self._clients()
+        return sum(loss(i, x, y, b) for i, b in zip(clients, batch, strict=True)) / len(clients)
+
+    def f(self, x_sub: torch.Tensor, y_sub: torch.Tensor, batch) -> torch.Tensor:
+        """f_i(x ⊙ m_x, y ⊙ m_y; batch); ``batch`` holds one entry per client in view."""
+        return self._mean_loss(self.problem.upper_loss, x_sub, y_sub, batch)
+
+    def g(self, x_sub: torch.Tensor, y_sub: torch.Tensor, batch) -> torch.Tensor:
+        return self._mean_loss(self.problem.lower_loss, x_sub, y_sub, batch)
+
+    def sample_f(self, rng: torch.Generator) -> tuple[Batch, ...]:
+        return tuple(self.problem.sample_upper_batch(i, rng) for i in self._clients())
+
+    def sample_g(self, rng: torch.Generator) -> tuple[Batch, ...]:
+        return tuple(self.problem.sample_lower_batch(i, rng) for i in self._clients())

@@ -1,0 +1,82 @@
+"""Counted first- and second-order oracles of a client objective (DESIGN.md section 4).
+
+Every derivative an estimator uses goes through :class:`Oracles`, which counts it:
+
+* ``grad_f``: one evaluation of (grad_x f, grad_y f) on a batch;
+* ``grad_g``: one evaluation of grad_y g (one inner SGD step costs one);
+* ``hvp``: one Hessian-vector product  d^2_yy g · v;
+* ``jvp``: one mixed Jacobian-vector product  d^2_xy g · v  (a vector in x space).
+
+Products are formed with ``torch.func`` (forward-over-reverse for hvp, reverse-over-reverse for the
+mixed product); no matrix is ever formed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.func import grad, jvp
+
+from rabo_bench.hypergrad.objective import LocalObjective
+from rabo_bench.problems.base import Batch
+
+
+@dataclass
+class OracleCounter:
+    grad_f: int = 0
+    grad_g: int = 0
+    hvp: int = 0
+    jvp: int = 0
+
+    def __iadd__(self, other: OracleCounter) -> OracleCounter:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+        return self
+
+    @property
+    def total(self) -> int:
+        return self.grad_f + self.grad_g + self.hvp + self.jvp
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Oracles:
+    """Derivatives of one :class:`LocalObjective`, each call counted in ``self.counter``."""
+
+    def __init__(self, objective: LocalObjective, counter: OracleCounter | None = None) -> None:
+        self.objective = objective
+        self.counter = counter if counter is not None else OracleCounter()
+
+    def grad_y_g_uncounted(self, x: torch.Tensor, y: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """grad_y g, for use inside functions that are differentiated again (caller counts)."""
+        return grad(self.objective.g, argnums=1)(x, y, batch)
+
+    def grad_f(self, x: torch.Tensor, y: torch.Tensor, batch: Batch):
+        self.counter.grad_f += 1
+        return grad(self.objective.f, argnums=(0, 1))(x, y, batch)
+
+    def grad_g(self, x: torch.Tensor, y: torch.Tensor, batch: Batch) -> torch.Tensor:
+        self.counter.grad_g += 1
+        return self.grad_y_g_uncounted(x, y, batch)
+
+    def hvp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, batch: Batch) -> torch.Tensor:
+        self.counter.hvp += 1
+        return jvp(lambda yy: self.grad_y_g_uncounted(x, yy, batch), (y,), (v,))[1]
+
+    def mixed(
+        self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, batch: Batch
+    ) -> torch.Tensor:
+        """d^2_xy g · v = grad_x <grad_y g(x, y), v>."""
+        self.counter.jvp += 1
+        return grad(lambda xx: torch.dot(self.grad_y_g_uncounted(xx, y, batch), v))(x)
+
+    def inner_steps_uncounted(
+        self, x: torch.Tensor, y: torch.Tensor, lr: float, batches: list[Batch]
+    ) -> torch.Tensor:
+        """len(batches) SGD steps on g from y (SPEC eq. 5), differentiable in x; the caller
+        counts them (they may run under ``vmap`` or be traced once for many runs)."""
+        for batch in batches:
+            y = y - lr * self.grad_y_g_uncounted(x, y, batch)
+        return y

@@ -1,0 +1,41 @@
+"""Named parameter dicts and their flat-vector layout.
+
+A model's parameters are ``dict[str, Tensor]`` (usable with ``torch.func.functional_call``).
+Second-order maths (Neumann series, CG, coordinate perturbations) is simplest on one flat
+vector, so :class:`Layout` converts between the two without copying more than once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+Params = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The names, shapes and order of a parameter dict, for flattening it into one vector."""
+
+    shapes: tuple[tuple[str, torch.Size], ...]
+
+    @classmethod
+    def of(cls, params: Params) -> Layout:
+        return cls(tuple((name, torch.Size(t.shape)) for name, t in params.items()))
+
+    @property
+    def numel(self) -> int:
+        return sum(math.prod(shape) for _, shape in self.shapes)
+
+    def flatten(self, params: Params) -> torch.Tensor:
+        return torch.cat([params[name].reshape(-1) for name, _ in self.shapes])
+
+    def unflatten(self, vector: torch.Tensor) -> Params:
+        out, start = {}, 0
+        for name, shape in self.shapes:
+            n = math.prod(shape)
+            out[name] = vector[start : start + n].reshape(shape)
+            start += n
+        return out

@@ -1,0 +1,73 @@
+"""The bilevel problem interface (DESIGN.md section 2): problems own the maths.
+
+A federated bilevel problem (SPEC eq. 1) over M clients:
+
+    min_x F(x) = (1/M) sum_i f_i(x, y*(x)),   y*(x) = argmin_y G(x, y) = (1/M) sum_i g_i(x, y).
+
+x and y are named parameter dicts. Each client's losses are evaluated on a *batch* that the
+client draws from an explicit ``torch.Generator``; ``batch=None`` means the client's whole data,
+i.e. the expectation f_i, g_i themselves. Algorithms never know which problem they run.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+
+from rabo_bench.params import Params
+
+Batch = Any  # problem-specific (index tensor, episode, ...); None = the client's full data
+
+
+class ClosedFormUnavailable(NotImplementedError):
+    """Raised by problems that have no closed form for y*(x) or grad F(x)."""
+
+
+class BilevelProblem(ABC):
+    """A federated bilevel problem: per-client upper/lower losses on sampled batches."""
+
+    num_clients: int
+    dtype: torch.dtype = torch.float64
+
+    @abstractmethod
+    def init_params(self, rng: torch.Generator) -> tuple[Params, Params]:
+        """Initial (x, y), drawn from ``rng``."""
+
+    @abstractmethod
+    def upper_loss(self, client: int, x: Params, y: Params, batch: Batch) -> torch.Tensor:
+        """f_i(x, y; xi): client ``client``'s upper-level loss on ``batch`` (a scalar)."""
+
+    @abstractmethod
+    def lower_loss(self, client: int, x: Params, y: Params, batch: Batch) -> torch.Tensor:
+        """g_i(x, y; zeta): client ``client``'s lower-level loss on ``batch`` (a scalar)."""
+
+    def sample_upper_batch(self, client: int, rng: torch.Generator) -> Batch:
+        """A minibatch for f_i; deterministic problems return None (the full data)."""
+        return None
+
+    def sample_lower_batch(self, client: int, rng: torch.Generator) -> Batch:
+        """A minibatch for g_i; deterministic problems return None (the full data)."""
+        return None
+
+    def evaluate(self, x: Params, y: Params) -> dict[str, float]:
+        """Metrics of the current global iterate; closed-form problems add exact quantities."""
+        upper = sum(self.upper_loss(i, x, y, None) for i in range(self.num_clients))
+        return {"upper_loss": float(upper) / self.num_clients}
+
+    # Closed forms, where they exist (synthetic problems). They never use autograd, so they
+    # are an independent reference for every estimator.
+    def inner_solution(self, x: Params) -> Params:
+        """y*(x), the minimiser of G(x, .)."""
+        raise ClosedFormUnavailable(f"{type(self).__name__} has no closed-form y*(x)")
+
+    def outer_objective(self, x: Params) -> float:
+        """F(x) = (1/M) sum_i f_i(x, y*(x))."""
+        y_star = self.inner_solution(x)
+        total = sum(self.upper_loss(i, x, y_star, None) for i in range(self.num_clients))
+        return float(total) / self.num_clients
+
+    def hypergradient(self, x: Params) -> Params:
+        """grad F(x) (SPEC eq. 9)."""
+        raise ClosedFormUnavailable(f"{type(self).__name__} has no closed-form grad F(x)")
