@@ -20,7 +20,8 @@ OUT_DIR = Path(__file__).resolve().parent.parent / "out" / "demo"
 
 
 def logistic_inner_lr(problem: LogisticHyperProblem) -> float:
-    """1 / L with L = ||mean_i A_i^T A_i / n_i|| / 4 + max_k exp(x_k) at the initial x.
+    """1 / L with L = ||mean_i A_i^T A_i / n_i|| / 4 + max_k exp(x_k) at the initial x
+    (every x_k = ``log_lambda_init``).
 
     L bounds d^2_yy G everywhere (softplus'' <= 1/4), so gradient descent with this step size
     converges on the inner problem. x stays at its initial value in the demo.

@@ -18,13 +18,12 @@ from typing import Any
 import pandas as pd
 import torch
 
-from rabo_bench.hypergrad.base import make_estimator
+from rabo_bench.hypergrad.base import HypergradientEstimator, make_estimator
 from rabo_bench.hypergrad.objective import LocalObjective
-from rabo_bench.hypergrad.oracles import Oracles
+from rabo_bench.hypergrad.oracles import OracleCounter, Oracles
 from rabo_bench.problems.base import BilevelProblem
 
 IMPLICIT_ESTIMATORS = frozenset({"exact", "neumann", "cg"})
-COUNTER_COLUMNS = ("grad_f", "grad_g", "hvp", "jvp", "total")
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,13 @@ class Setting:
         return self.estimator in IMPLICIT_ESTIMATORS
 
 
-def _timed_run(estimator, obj: LocalObjective, x, y, seed: int):
+def _timed_run(
+    estimator: HypergradientEstimator,
+    obj: LocalObjective,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    seed: int,
+) -> tuple[torch.Tensor, OracleCounter, float]:
     """One estimator call on fresh counted oracles and a fresh generator; its wall time in ms."""
     oracles, rng = Oracles(obj), torch.Generator().manual_seed(seed)
     tic = time.perf_counter()

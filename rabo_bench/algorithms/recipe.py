@@ -1,0 +1,98 @@
+"""An algorithm is a recipe, not a loop (DESIGN.md §1): a frozen, serialisable set of parts.
+
+``Algorithm.to_dict()`` gives a JSON-able description (each part as ``{"type": name, ...}``),
+used for the run id and MLflow params. ``with_overrides`` changes settings by nested mapping,
+e.g. ``{"inner": {"steps": 5}, "outer": {"estimator": {"terms": 3}}}``; an estimator's type may
+be swapped with ``{"outer": {"estimator": {"type": "cg", "iterations": 5}}}``. Unknown keys and
+values of the wrong type raise ValueError naming the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, is_dataclass, replace
+from typing import Any
+
+from rabo_bench.federated.inner import InnerSolver
+from rabo_bench.federated.outer import OuterStep
+from rabo_bench.federated.policies import MaskPolicy
+from rabo_bench.hypergrad import HypergradientEstimator, make_estimator
+
+
+def part_to_dict(part: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": part.name}
+    for f in fields(part):
+        value = getattr(part, f.name)
+        out[f.name] = part_to_dict(value) if is_dataclass(value) else value
+    return out
+
+
+def _check_value(path: str, current: Any, value: Any) -> Any:
+    if isinstance(current, bool) or current is None:
+        ok = current is None or isinstance(value, bool)
+    elif isinstance(current, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(current, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, type(current))
+    if not ok:
+        raise ValueError(f"setting {path} must be like {current!r}, got {value!r}")
+    return value
+
+
+def override_part(part: Any, changes: Mapping[str, Any], path: str) -> Any:
+    """A copy of ``part`` with ``changes`` applied (recursively into nested parts)."""
+    if not isinstance(changes, Mapping):
+        raise ValueError(f"setting {path} must be a table of settings, got {changes!r}")
+    settings = {k: v for k, v in changes.items() if k != "type"}
+    if "type" in changes and changes["type"] != part.name:
+        if not isinstance(part, HypergradientEstimator):
+            raise ValueError(f"{path}.type cannot change from {part.name!r} to {changes['type']!r}")
+        return make_estimator(changes["type"], **settings)
+    names = {f.name for f in fields(part)}
+    kwargs = {}
+    for key, value in settings.items():
+        if key not in names:
+            raise ValueError(f"unknown setting {path}.{key}; {part.name!r} takes {sorted(names)}")
+        current = getattr(part, key)
+        if is_dataclass(current):
+            kwargs[key] = override_part(current, value, f"{path}.{key}")
+        else:
+            kwargs[key] = _check_value(f"{path}.{key}", current, value)
+    return replace(part, **kwargs)
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """A named configuration of the round engine's parts."""
+
+    name: str
+    description: str
+    policy: MaskPolicy
+    inner: InnerSolver
+    outer: OuterStep
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "policy": part_to_dict(self.policy),
+            "inner": part_to_dict(self.inner),
+            "outer": part_to_dict(self.outer),
+        }
+
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> Algorithm:
+        if not overrides:
+            return self
+        unknown = set(overrides) - {"policy", "inner", "outer"}
+        if unknown:
+            raise ValueError(
+                f"unknown algorithm setting(s) {sorted(unknown)} for {self.name!r}; "
+                "use the tables policy, inner and outer"
+            )
+        parts = {
+            key: override_part(getattr(self, key), value, f"{self.name}.{key}")
+            for key, value in overrides.items()
+        }
+        return replace(self, **parts)

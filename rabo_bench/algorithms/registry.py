@@ -1,0 +1,50 @@
+"""The algorithm registry: ``register``, ``get``, ``available``.
+
+RABO and RAFBO live in :mod:`rabo_bench.algorithms.rabo`; every module of the
+``rabo_bench.baselines`` package (the top-level ``baselines/`` folder) is imported on first use,
+so adding an algorithm is one new file that calls :func:`register`, and no other change.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Mapping
+from typing import Any
+
+from rabo_bench.algorithms.recipe import Algorithm
+
+_ALGORITHMS: dict[str, Algorithm] = {}
+_loaded = False
+
+
+def register(algorithm: Algorithm) -> Algorithm:
+    if algorithm.name in _ALGORITHMS:
+        raise ValueError(f"algorithm {algorithm.name!r} is already registered")
+    _ALGORITHMS[algorithm.name] = algorithm
+    return algorithm
+
+
+def _load_plugins() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    importlib.import_module("rabo_bench.algorithms.rabo")
+    baselines = importlib.import_module("rabo_bench.baselines")
+    for module in pkgutil.iter_modules(baselines.__path__):
+        importlib.import_module(f"rabo_bench.baselines.{module.name}")
+
+
+def available() -> dict[str, str]:
+    """Registered names and their one-line descriptions, sorted by name."""
+    _load_plugins()
+    return {name: _ALGORITHMS[name].description for name in sorted(_ALGORITHMS)}
+
+
+def get(name: str, overrides: Mapping[str, Any] | None = None) -> Algorithm:
+    """The registered algorithm ``name`` with ``overrides`` applied; unknown names raise."""
+    _load_plugins()
+    if name not in _ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; choose one of {sorted(_ALGORITHMS)}")
+    return _ALGORITHMS[name].with_overrides(overrides)

@@ -1,0 +1,94 @@
+"""The one round engine (DESIGN.md §1): mask policy -> inner solver -> outer step, every algorithm.
+
+One global iteration q (SPEC §2, Algorithm 1):
+    masks   = policy.assign(x^q, y^q, r)                      server, eq. (3)
+    y^{q+1} = inner.run(x^q, y^q, masks)                      clients eq. (5), server eq. (6)
+    x^{q+1} = outer.run(x^q, y^{q+1}, masks)                  clients eq. (7)/(10), server eq. (8)
+Clients are simulated in sequence; each part records its clients' oracle calls and messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from rabo_bench.federated.aggregation import coverage
+from rabo_bench.federated.context import ClientMasks, CostLedger, RoundContext, derive_generator
+from rabo_bench.hypergrad import OracleCounter
+from rabo_bench.params import Params
+from rabo_bench.problems.base import BilevelProblem
+
+
+@dataclass(frozen=True)
+class CoverageStats:
+    """Def. 3 for one round: min_j |C_j^q| and the histogram of |C_j^q| over coordinates
+    (entry k = number of coordinates held by exactly k clients)."""
+
+    minimum: int
+    histogram: list[int]
+
+    @classmethod
+    def of(cls, masks: Sequence[dict[str, torch.Tensor]]) -> CoverageStats:
+        counts = torch.cat([c.reshape(-1) for c in coverage(masks).values()])
+        hist = torch.bincount(counts, minlength=len(masks) + 1)
+        return cls(int(counts.min()), [int(v) for v in hist])
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    round: int
+    ledger: CostLedger
+    masks: list[ClientMasks]
+    coverage_x: CoverageStats
+    coverage_y: CoverageStats
+
+    @property
+    def oracles(self) -> OracleCounter:
+        total = OracleCounter()
+        for counter in self.ledger.counters:
+            total += counter
+        return total
+
+
+class FederatedRun:
+    """The state (x^q, y^q) of one run and the round loop that advances it."""
+
+    def __init__(
+        self, problem: BilevelProblem, algorithm, capacities: Sequence[float], run_key: str
+    ) -> None:
+        if len(capacities) != problem.num_clients:
+            raise ValueError(
+                f"{len(capacities)} capacities given for {problem.num_clients} clients; "
+                "give one capacity per client"
+            )
+        bad = [r for r in capacities if not 0 < r <= 1]
+        if bad:
+            raise ValueError(f"capacities must lie in (0, 1]; got {bad}")
+        self.problem, self.algorithm = problem, algorithm
+        self.capacities, self.run_key = tuple(capacities), run_key
+        self.x, self.y = problem.init_params(derive_generator(run_key, "init"))
+        self.round = 0
+
+    def step(self) -> RoundReport:
+        ctx = RoundContext(self.problem, self.round, self.capacities, self.run_key)
+        algo = self.algorithm
+        masks = algo.policy.assign(
+            self.x, self.y, self.capacities, self.round, ctx.rng(None, "masks")
+        )
+        y_next = algo.inner.run(ctx, self.x, self.y, masks)
+        x_next = algo.outer.run(ctx, self.x, y_next, masks)
+        report = RoundReport(
+            self.round,
+            ctx.ledger,
+            masks,
+            CoverageStats.of([m.x.dense() for m in masks]),
+            CoverageStats.of([m.y.dense() for m in masks]),
+        )
+        self.x, self.y, self.round = x_next, y_next, self.round + 1
+        return report
+
+    @property
+    def params(self) -> tuple[Params, Params]:
+        return self.x, self.y

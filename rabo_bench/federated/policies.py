@@ -1,0 +1,82 @@
+"""Mask policies: which rows (channels) each client trains in a round (SPEC eq. 3, DESIGN §1).
+
+On the synthetic problems every parameter's rows (dim-0 indices) are its channels; a 1-D
+parameter's rows are its coordinates. A client of capacity (width ratio) r keeps
+ceil(r * C) of the C rows of every masked parameter, at least one.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from rabo_bench.federated.context import ClientMasks
+from rabo_bench.params import Params
+from rabo_bench.submodel import StructuredMask
+
+
+def kept_rows(capacity: float, rows: int) -> int:
+    """ceil(r * C) rows, at least 1 (with a guard against 0.1 * 10 = 1.0000000000000002)."""
+    if not 0 < capacity <= 1:
+        raise ValueError(f"capacity must be in (0, 1], got {capacity}")
+    return max(1, math.ceil(capacity * rows - 1e-9))
+
+
+class MaskPolicy(ABC):
+    """Decides every client's sub-model at the start of a round, from the global model."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def assign(
+        self, x: Params, y: Params, capacities: Sequence[float], round: int, rng: torch.Generator
+    ) -> list[ClientMasks]:
+        """One :class:`ClientMasks` per client."""
+
+
+@dataclass(frozen=True)
+class FullModel(MaskPolicy):
+    """Every client trains everything (FedMBO, FedAvg); capacities are ignored."""
+
+    name: ClassVar[str] = "full"
+
+    def assign(self, x, y, capacities, round, rng) -> list[ClientMasks]:
+        masks = ClientMasks(StructuredMask.full(x), StructuredMask.full(y))
+        return [masks] * len(capacities)
+
+
+def _top_rows(params: Params, capacity: float, order: int) -> StructuredMask:
+    rows = {}
+    for name, t in params.items():
+        scores = t.detach().reshape(t.shape[0], -1).norm(p=order, dim=1)
+        keep = kept_rows(capacity, t.shape[0])
+        # stable sort: equal scores keep the lower index, so masks are deterministic
+        order_idx = torch.sort(scores, descending=True, stable=True).indices[:keep]
+        rows[name] = torch.sort(order_idx).values
+    return StructuredMask.rows(params, rows)
+
+
+@dataclass(frozen=True)
+class ChannelImportance(MaskPolicy):
+    """RABO's rule [OURS, SPEC §2 Step 1]: keep the ceil(r_i C) rows of largest l_p norm in the
+    current global model, recomputed every round, for x and y alike ("both follow the same
+    capacity"). ``mask_x=False`` keeps x whole (hyperparameter tuning, where only y is pruned).
+    Sub-models are nested: a smaller capacity keeps a prefix of a larger one's ranking."""
+
+    name: ClassVar[str] = "importance"
+    norm: int = 2
+    mask_x: bool = True
+    mask_y: bool = True
+
+    def assign(self, x, y, capacities, round, rng) -> list[ClientMasks]:
+        out = []
+        for r in capacities:
+            mx = _top_rows(x, r, self.norm) if self.mask_x else StructuredMask.full(x)
+            my = _top_rows(y, r, self.norm) if self.mask_y else StructuredMask.full(y)
+            out.append(ClientMasks(mx, my))
+        return out
