@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from rabo_bench.federated.aggregation import masked_step
 from rabo_bench.federated.context import ClientMasks, RoundContext
-from rabo_bench.hypergrad import HypergradientEstimator, LocalObjective, Oracles, make_estimator
+from rabo_bench.hypergrad import HypergradientEstimator, LocalObjective, Oracles
 from rabo_bench.params import Params
 
 
@@ -45,7 +45,7 @@ class LocalHypergradient(OuterStep):
     x_j <- x_j - lr * mean_{i in C_j} h_{i,j} (eq. 8), leaving uncovered coordinates unchanged."""
 
     name: ClassVar[str] = "local_hypergradient"
-    estimator: HypergradientEstimator = make_estimator("neumann")
+    estimator: HypergradientEstimator
     lr: float = 0.01
 
     def run(self, ctx, x, y, masks) -> Params:
