@@ -28,6 +28,20 @@ def _leaf(t: torch.Tensor) -> torch.Tensor:
     return t.detach().requires_grad_(True)
 
 
+def _grad(output, inputs, grad_output=None, create_graph=False):
+    """autograd.grad with zeros for inputs the output does not depend on (e.g. f without x)."""
+    if not output.requires_grad:
+        return tuple(torch.zeros_like(t) for t in inputs)
+    return torch.autograd.grad(
+        output,
+        inputs,
+        grad_output,
+        create_graph=create_graph,
+        allow_unused=True,
+        materialize_grads=True,
+    )
+
+
 @dataclass
 class OracleCounter:
     grad_f: int = 0
@@ -64,23 +78,23 @@ class Oracles:
         self.counter.grad_f += 1
         with torch.enable_grad():
             x, y = _leaf(x), _leaf(y)
-            return torch.autograd.grad(self.objective.f(x, y, batch), (x, y))
+            return _grad(self.objective.f(x, y, batch), (x, y))
 
     def grad_g(self, x: torch.Tensor, y: torch.Tensor, batch: Batch) -> torch.Tensor:
         self.counter.grad_g += 1
         with torch.enable_grad():
             y = _leaf(y)
-            return torch.autograd.grad(self.objective.g(x.detach(), y, batch), y)[0]
+            return _grad(self.objective.g(x.detach(), y, batch), (y,))[0]
 
     def _grad_y_g_graph(self, x: torch.Tensor, y: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return torch.autograd.grad(self.objective.g(x, y, batch), y, create_graph=True)[0]
+        return _grad(self.objective.g(x, y, batch), (y,), create_graph=True)[0]
 
     def hvp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, batch: Batch) -> torch.Tensor:
         """d^2_yy g · v."""
         self.counter.hvp += 1
         with torch.enable_grad():
             y = _leaf(y)
-            return torch.autograd.grad(self._grad_y_g_graph(x.detach(), y, batch), y, v)[0]
+            return _grad(self._grad_y_g_graph(x.detach(), y, batch), (y,), v)[0]
 
     def mixed(
         self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, batch: Batch
@@ -89,7 +103,7 @@ class Oracles:
         self.counter.jvp += 1
         with torch.enable_grad():
             x, y = _leaf(x), _leaf(y)
-            return torch.autograd.grad(self._grad_y_g_graph(x, y, batch), x, v)[0]
+            return _grad(self._grad_y_g_graph(x, y, batch), (x,), v)[0]
 
     def inner_steps(
         self, x: torch.Tensor, y: torch.Tensor, lr: float, batches: list[Batch]
