@@ -2,8 +2,9 @@
 
 One global iteration q (SPEC §2, Algorithm 1):
     masks   = policy.assign(x^q, y^q, r)                      server, eq. (3)
-    y^{q+1} = inner.run(x^q, y^q, masks)                      clients eq. (5), server eq. (6)
-    x^{q+1} = outer.run(x^q, y^{q+1}, masks)                  clients eq. (7)/(10), server eq. (8)
+    x', y^{q+1} = inner.run(x^q, y^q, masks)                  clients eq. (5), server eq. (6)
+    x^{q+1} = outer.run(x', y^{q+1}, masks)                   clients eq. (7)/(10), server eq. (8)
+(x' = x^q for bilevel methods; single-level baselines train x jointly in the inner phase.)
 Clients are simulated in sequence; each part records its clients' oracle calls and messages.
 """
 
@@ -77,8 +78,8 @@ class FederatedRun:
         masks = algo.policy.assign(
             self.x, self.y, self.capacities, self.round, ctx.rng(None, "masks")
         )
-        y_next = algo.inner.run(ctx, self.x, self.y, masks)
-        x_next = algo.outer.run(ctx, self.x, y_next, masks)
+        x_mid, y_next = algo.inner.run(ctx, self.x, self.y, masks)
+        x_next = algo.outer.run(ctx, x_mid, y_next, masks)
         report = RoundReport(
             self.round,
             ctx.ledger,

@@ -1,4 +1,8 @@
-"""Inner solvers: how clients move y on their sub-models, and how the server combines it."""
+"""Inner solvers: how clients move y on their sub-models, and how the server combines it.
+
+An inner solver returns the whole state (x, y): the bilevel ones leave x alone, while the
+single-level sub-model baselines train x and y jointly here and have no outer step.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,10 @@ class InnerSolver(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    def run(self, ctx: RoundContext, x: Params, y: Params, masks: list[ClientMasks]) -> Params:
-        """The new global y after this round's inner phase."""
+    def run(
+        self, ctx: RoundContext, x: Params, y: Params, masks: list[ClientMasks]
+    ) -> tuple[Params, Params]:
+        """The global (x, y) after this round's inner phase."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,7 @@ class LocalSGD(InnerSolver):
     steps: int = 10
     lr: float = 0.01
 
-    def run(self, ctx, x, y, masks) -> Params:
+    def run(self, ctx, x, y, masks) -> tuple[Params, Params]:
         deltas = []
         for i in ctx.clients:
             obj = LocalObjective(ctx.problem, i, x, y, masks[i].x, masks[i].y)
@@ -44,7 +50,7 @@ class LocalSGD(InnerSolver):
             y_end = oracles.inner_steps(x_sub, y_start, self.lr, batches)
             deltas.append(obj.unpack_y((y_start - y_end) / self.lr))
             ctx.ledger.send_up(i, len(y_start))
-        return masked_step(y, deltas, [m.y.dense() for m in masks], self.lr)
+        return x, masked_step(y, deltas, [m.y.dense() for m in masks], self.lr)
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ class MinibatchSGD(InnerSolver):
     steps: int = 10
     lr: float = 0.01
 
-    def run(self, ctx, x, y, masks) -> Params:
+    def run(self, ctx, x, y, masks) -> tuple[Params, Params]:
         objectives = [
             LocalObjective(ctx.problem, i, x, y, masks[i].x, masks[i].y) for i in ctx.clients
         ]
@@ -77,4 +83,4 @@ class MinibatchSGD(InnerSolver):
                 )
                 ctx.ledger.send_up(i, len(y_sub))
             y = masked_step(y, grads, dense, self.lr)
-        return y
+        return x, y

@@ -27,8 +27,8 @@ def test_one_local_step_at_full_capacity_is_one_minibatch_sgd_step():
     x, y = problem.init_params(torch.Generator().manual_seed(0))
     masks = FullModel().assign(x, y, [1.0] * 10, 0, torch.Generator())
     ctx_local, ctx_mb = (RoundContext(problem, 4, [1.0] * 10, "key") for _ in range(2))
-    y_local = LocalSGD(steps=1, lr=0.3).run(ctx_local, x, y, masks)
-    y_minibatch = MinibatchSGD(steps=1, lr=0.3).run(ctx_mb, x, y, masks)
+    _, y_local = LocalSGD(steps=1, lr=0.3).run(ctx_local, x, y, masks)
+    _, y_minibatch = MinibatchSGD(steps=1, lr=0.3).run(ctx_mb, x, y, masks)
     # (y0 - (y0 - lr g)) / lr recovers g up to rounding of y0 - lr g: |error| <= u |y0| / lr
     torch.testing.assert_close(y_local["y"], y_minibatch["y"], rtol=0, atol=1e-14)
     assert ctx_local.ledger.counters[0].grad_g == ctx_mb.ledger.counters[0].grad_g == 1
