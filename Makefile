@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m rabo_bench.demo
+	$(BIN)/rabo-bench run synthetic
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -1,0 +1,141 @@
+"""The ``rabo-bench`` command: ``list`` what exists, ``run`` a suite (docs/cli.md).
+
+Every user error (unknown names, a malformed suite, bad options, an unwritable output folder)
+is one line ``rabo-bench: error: <message>`` on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+from typing import NoReturn
+
+PROG = "rabo-bench"
+REPO = Path(__file__).resolve().parents[1]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(message)
+
+
+def fail(message: str) -> NoReturn:
+    print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names no algorithm")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG, description="Federated bilevel optimisation benchmarks (RABO, RAFBO, ...)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("list", help="algorithms, suites and presets")
+    run = commands.add_parser("run", help="run a suite (skips runs already in the output folder)")
+    run.add_argument("suite", help="a suite name in suites/ or a path to a .toml file")
+    run.add_argument("--preset", help="a preset of the suite, e.g. smoke")
+    run.add_argument("--algorithms", type=_names, help="comma-separated subset, e.g. rabo,fedmbo")
+    run.add_argument("--seeds", type=_positive_int, metavar="N", help="run seeds 0 .. N-1")
+    run.add_argument("--rounds", type=_positive_int, metavar="Q", help="global iterations")
+    run.add_argument("--out", type=Path, help="output folder (default <repo>/out/<suite>[-preset])")
+    tracking = run.add_mutually_exclusive_group()
+    tracking.add_argument(
+        "--mlflow-uri", help="MLflow tracking URI (default sqlite <out>/mlflow.db)"
+    )
+    tracking.add_argument("--no-mlflow", action="store_true", help="do not mirror to MLflow")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def cmd_list() -> None:
+    from rabo_bench.algorithms import available
+    from rabo_bench.engine.suite import available_suites
+
+    print("algorithms:")
+    algos = available()
+    width = max(map(len, algos))
+    for name, description in algos.items():
+        print(f"  {name.ljust(width)}  {description}")
+    print("suites (run with: rabo-bench run SUITE [--preset NAME]):")
+    suites = available_suites()
+    width = max(map(len, suites), default=0)
+    for name, (description, presets) in suites.items():
+        print(f"  {name.ljust(width)}  {description}")
+        print(f"  {''.ljust(width)}  presets: {', '.join(presets) or '(none)'}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from rabo_bench.engine.results import check_writable
+    from rabo_bench.engine.suite import load_suite, tomllib
+
+    try:
+        suite = load_suite(
+            args.suite,
+            args.preset,
+            rounds=args.rounds,
+            seeds=args.seeds,
+            algorithm_names=args.algorithms,
+        )
+        default = f"{suite.name}-{suite.preset}" if suite.preset else suite.name
+        out = (args.out or REPO / "out" / default).resolve()
+    except (ValueError, OSError, tomllib.TOMLDecodeError) as err:
+        fail(str(err))
+    try:
+        check_writable(out)
+    except OSError as err:
+        fail(f"output folder {out} is not writable ({err.strerror or err})")
+
+    from rabo_bench.engine.runner import execute_suite
+    from rabo_bench.report.summary import write_summary
+    from rabo_bench.tracking.mlflow_sink import MlflowSink, default_uri
+
+    sink = None
+    if not args.no_mlflow:
+        sink = MlflowSink(args.mlflow_uri or default_uri(out), out / "mlartifacts")
+    print(f"suite {suite.name} ({suite.path}), preset {suite.preset or '(none)'}")
+    print(f"output folder: {out}")
+    execute_suite(suite, out, sink, progress=not args.no_progress)
+    text, summary_path = write_summary(out / "results.csv")
+    print()
+    print(text)
+    print()
+    print(f"results table: {out / 'results.csv'} (one file per run in {out / 'runs'})")
+    print(f"summary: {summary_path}")
+    if sink is not None and sink.enabled:
+        uri = sink.tracking_uri
+        print(f"MLflow: {uri} (browse with: mlflow ui --backend-store-uri {uri})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    # torch's first forward-mode AD call warns about torch.jit.script's deprecation; internal.
+    warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
+    args = build_parser().parse_args(argv)
+    if args.command == "list":
+        cmd_list()
+    else:
+        cmd_run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

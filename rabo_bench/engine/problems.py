@@ -1,0 +1,78 @@
+"""The problem registry: a suite names a problem and its settings; this builds it.
+
+``problem_config`` only builds (and so validates) the frozen config dataclass, which is cheap;
+``make_problem`` builds the problem instance (its data drawn from the config's own ``seed``).
+Every error is a ValueError that names the offending key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, fields
+from typing import Any
+
+from rabo_bench.problems import (
+    BilevelProblem,
+    LogisticConfig,
+    LogisticHyperProblem,
+    QuadraticBilevel,
+    QuadraticConfig,
+)
+
+PROBLEMS: dict[str, tuple[type, type]] = {
+    "quadratic": (QuadraticConfig, QuadraticBilevel),
+    "logistic": (LogisticConfig, LogisticHyperProblem),
+}
+
+
+def _coerce(key: str, default: Any, value: Any) -> Any:
+    """``value`` checked against the type of the field's default (int, float or bool)."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+        kind = "true or false"
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        kind = "an integer"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+        kind = "a number"
+    else:
+        ok, kind = isinstance(value, type(default)), type(default).__name__
+    if not ok:
+        raise ValueError(f"{key} = {value!r} must be {kind}")
+    return value
+
+
+def problem_config(name: str, params: Mapping[str, Any], where: str = "") -> Any:
+    """The validated config dataclass of problem ``name`` with ``params`` (keys as in the
+    dataclass); raises ValueError naming the key (prefixed by ``where``, e.g. "problem.") for
+    unknown names, keys or bad values."""
+    if name not in PROBLEMS:
+        raise ValueError(
+            f"{where}name = {name!r} is not a problem; choose one of {sorted(PROBLEMS)}"
+        )
+    config_cls = PROBLEMS[name][0]
+    defaults = {f.name: f.default for f in fields(config_cls)}
+    kwargs = {}
+    for key, value in params.items():
+        if key not in defaults:
+            raise ValueError(
+                f"unknown parameter {where}{key} for problem {name!r}; it takes {sorted(defaults)}"
+            )
+        kwargs[key] = _coerce(f"{where}{key}", defaults[key], value)
+    try:
+        return config_cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where[:-1] or 'problem'} {name!r}: {err}") from None
+
+
+def resolved_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Every setting of the problem, defaults included (for run identity and MLflow)."""
+    return asdict(problem_config(name, params))
+
+
+def make_problem(name: str, params: Mapping[str, Any]) -> BilevelProblem:
+    """The problem instance ``name`` built from ``params``."""
+    config = problem_config(name, params)
+    return PROBLEMS[name][1](config)

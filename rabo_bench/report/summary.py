@@ -1,0 +1,136 @@
+"""The summary table of a suite, computed from its results CSV alone (never by re-running).
+
+One line per algorithm (means over seeds; C_x*, C_y* are minima over seeds):
+  * final ||grad F||^2 and final ||y - y*(x)|| at the last round Q;
+  * round-averaged ||grad F||^2 = mean over the evaluated rounds q < Q, i.e. the iterates
+    x^0 .. x^{Q-1} that the convergence theory averages (with eval_every = 1 it is exactly
+    (1/Q) sum_{q<Q} ||grad F(x^q)||^2);
+  * communication (params up + down) and computation (oracle calls) at round Q, each as the
+    ratio algorithm / fedmbo for the same seed ("n/a" without fedmbo);
+  * C_x*, C_y* = min over rounds of min_j |C_j^q| (Def. 3); wall time excludes evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+REFERENCE = "fedmbo"
+HEADERS = (
+    "algorithm",
+    "seeds",
+    "rounds",
+    "final ||grad F||^2",
+    "avg ||grad F||^2",
+    "final ||y - y*||",
+    "comm / fedmbo",
+    "compute / fedmbo",
+    "C_x*",
+    "C_y*",
+    "wall time (s)",
+)
+
+
+def _per_run(results: pd.DataFrame) -> pd.DataFrame:
+    runs = []
+    for run_id, rows in results.groupby("run_id", sort=False):
+        rows = rows.sort_values("round")
+        last = rows.iloc[-1]
+        earlier = rows[rows["round"] < last["round"]]
+        runs.append(
+            {
+                "run_id": run_id,
+                "algorithm": last["algorithm"],
+                "seed": last["seed"],
+                "rounds": last["round"],
+                "final_grad": last["grad_norm_sq"],
+                "avg_grad": earlier["grad_norm_sq"].mean() if len(earlier) else math.nan,
+                "final_inner": last["inner_error"],
+                "comm": last["params_up"] + last["params_down"],
+                "compute": last["oracle_calls"],
+                "cx": rows["coverage_x_min"].min(),
+                "cy": rows["coverage_y_min"].min(),
+                "wall": last["wall_time_s"],
+            }
+        )
+    runs = pd.DataFrame(runs)
+    ref = runs[runs["algorithm"] == REFERENCE].set_index("seed")
+    for column in ("comm", "compute"):
+        base = runs["seed"].map(ref[column]) if len(ref) else math.nan
+        runs[f"{column}_ratio"] = runs[column] / base
+    return runs
+
+
+def _number(value: float, spec: str) -> str:
+    return "n/a" if value is None or pd.isna(value) else format(value, spec)
+
+
+def summary_rows(results: pd.DataFrame) -> list[list[str]]:
+    """The summary table's cells (strings), one list per algorithm in order of appearance."""
+    runs = _per_run(results)
+    table = []
+    for algorithm, group in runs.groupby("algorithm", sort=False):
+        rounds = sorted(set(group["rounds"]))
+        table.append(
+            [
+                str(algorithm),
+                str(len(group)),
+                "/".join(str(int(q)) for q in rounds),
+                _number(group["final_grad"].mean(), ".4g"),
+                _number(group["avg_grad"].mean(), ".4g"),
+                _number(group["final_inner"].mean(), ".4g"),
+                _number(group["comm_ratio"].mean(), ".3f"),
+                _number(group["compute_ratio"].mean(), ".3f"),
+                _number(group["cx"].min(), ".0f"),
+                _number(group["cy"].min(), ".0f"),
+                _number(group["wall"].mean(), ".2f"),
+            ]
+        )
+    return table
+
+
+def to_text(rows: list[list[str]]) -> str:
+    widths = [max(len(r[k]) for r in [list(HEADERS), *rows]) for k in range(len(HEADERS))]
+
+    def line(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        return "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))])
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(list(HEADERS)), rule, *(line(r) for r in rows)])
+
+
+def to_markdown(rows: list[list[str]]) -> str:
+    def line(cells: list[str] | tuple[str, ...]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    rule = "| " + " | ".join(["---"] + ["---:"] * (len(HEADERS) - 1)) + " |"
+    return "\n".join([line(HEADERS), rule, *(line(r) for r in rows)])
+
+
+def caption(results: pd.DataFrame) -> str:
+    suites = ", ".join(sorted(set(results["suite"].astype(str))))
+    seeds = sorted(set(results["seed"]))
+    return (
+        f"Suite {suites}: {results['run_id'].nunique()} runs, seeds {seeds}; means over seeds. "
+        "avg = mean over evaluated rounds q < Q; comm = params up+down, compute = oracle calls, "
+        "both relative to fedmbo with the same seed; C* = min over rounds of min_j |C_j^q|; "
+        "wall time excludes evaluation."
+    )
+
+
+def write_summary(results_csv: Path) -> tuple[str, Path]:
+    """The terminal summary of ``results_csv`` and the path of ``summary.md`` written beside it."""
+    results = pd.read_csv(results_csv)
+    if results.empty:
+        text = "no results"
+        markdown = text
+    else:
+        rows = summary_rows(results)
+        text = f"{to_text(rows)}\n\n{caption(results)}"
+        markdown = f"# Summary\n\n{caption(results)}\n\n{to_markdown(rows)}"
+    path = results_csv.parent / "summary.md"
+    path.write_text(markdown + "\n")
+    return text, path

@@ -1,0 +1,139 @@
+"""MLflow mirrors the results table (DESIGN.md §3): it is a sink, never the source of truth.
+
+One MLflow run per run: experiment = suite name, run name = ``<algorithm>-seed<seed>``, params =
+the flattened resolved config, metrics = the numeric result columns per round (step = round),
+artifacts = the run's CSV and config JSON. Artifacts go to the folder given at construction
+(``<out>/mlartifacts`` by default), set explicitly on the experiment so nothing lands in the
+working directory. A run already mirrored (a FINISHED run with the same ``rabo_bench.run_id``
+tag) is not logged again.
+
+mlflow is imported lazily (it takes seconds). Any exception from MLflow prints one warning line
+on stderr and switches the sink off; results on disk are unaffected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rabo_bench.engine.results import NUMERIC
+from rabo_bench.engine.runner import RunSink, RunSpec
+
+MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limits
+MAX_PARAMS_PER_BATCH = 100
+RUN_ID_TAG = "rabo_bench.run_id"
+
+
+def default_uri(out: Path) -> str:
+    return f"sqlite:///{(out / 'mlflow.db').resolve()}"
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mapping -> {"a.b.c": "value"}; lists as JSON."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = json.dumps(list(value))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(f"{type(err).__name__}: {err}".split())
+    return text if len(text) <= 240 else text[:237] + "..."
+
+
+class MlflowSink(RunSink):
+    """Mirror finished runs into the MLflow tracking store at ``tracking_uri``."""
+
+    def __init__(self, tracking_uri: str, artifact_dir: Path) -> None:
+        self.tracking_uri = tracking_uri
+        self.artifact_dir = artifact_dir
+        self.enabled = True
+        self._client = None
+        self._experiments: dict[str, str] = {}
+
+    def log_run(self, spec: RunSpec, rows: list[dict[str, str]], csv_path: Path) -> None:
+        if not self.enabled:
+            return
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._log_run(spec, rows, csv_path)
+        except Exception as err:
+            self.enabled = False
+            print(
+                f"rabo-bench: warning: MLflow tracking at {self.tracking_uri} failed "
+                f"({_one_line(err)}); results on disk are complete; continuing without MLflow",
+                file=sys.stderr,
+            )
+
+    # -- internals ---------------------------------------------------------------------------
+    def _client_for(self):
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            for name in ("mlflow", "alembic", "sqlalchemy"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    def _experiment_id(self, name: str) -> str:
+        if name not in self._experiments:
+            client = self._client_for()
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                location = (self.artifact_dir.resolve() / name).as_uri()
+                self._experiments[name] = client.create_experiment(name, location)
+            else:
+                if experiment.lifecycle_stage == "deleted":
+                    client.restore_experiment(experiment.experiment_id)
+                self._experiments[name] = experiment.experiment_id
+        return self._experiments[name]
+
+    def _log_run(self, spec: RunSpec, rows: list[dict[str, str]], csv_path: Path) -> None:
+        from mlflow.entities import Metric, Param
+
+        client = self._client_for()
+        experiment_id = self._experiment_id(spec.suite)
+        done = f"tags.`{RUN_ID_TAG}` = '{spec.run_id}' and attributes.status = 'FINISHED'"
+        found = client.search_runs([experiment_id], filter_string=done, max_results=1)
+        if found:
+            return
+        tags = {
+            RUN_ID_TAG: spec.run_id,
+            "rabo_bench.suite": spec.suite,
+            "rabo_bench.algorithm": spec.algorithm.name,
+            "rabo_bench.seed": str(spec.seed),
+        }
+        run = client.create_run(
+            experiment_id, run_name=f"{spec.algorithm.name}-seed{spec.seed}", tags=tags
+        )
+        run_id = run.info.run_id
+        params = [Param(k, v) for k, v in sorted(flatten(spec.config()).items())]
+        for start in range(0, len(params), MAX_PARAMS_PER_BATCH):
+            client.log_batch(run_id, params=params[start : start + MAX_PARAMS_PER_BATCH])
+        stamp = int(time.time() * 1000)
+        metrics = [
+            Metric(column, float(row[column]), stamp, int(row["round"]))
+            for row in rows
+            for column in NUMERIC
+            if row.get(column, "") != ""
+        ]
+        for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+            client.log_batch(run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
+        client.log_artifact(run_id, str(csv_path))
+        config_path = csv_path.with_suffix(".json")
+        if config_path.exists():
+            client.log_artifact(run_id, str(config_path))
+        client.set_terminated(run_id)

@@ -1,0 +1,194 @@
+"""The ``rabo-bench`` command end to end on the synthetic suite's smoke preset.
+
+Most calls run in-process (``main([...])``) to stay fast; a few go through a subprocess to check
+the real entry point, exit codes and that no traceback reaches the terminal.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rabo_bench.cli import main
+from rabo_bench.engine.results import COLUMNS, read_rows
+from rabo_bench.engine.suite import SUITES_DIR
+
+SMOKE = ["run", "synthetic", "--preset", "smoke", "--no-progress"]
+SYNTHETIC = (SUITES_DIR / "synthetic.toml").read_text()
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``main(args)`` in-process: (exit code, stdout, stderr)."""
+    try:
+        code = main(list(args))
+    except SystemExit as stop:
+        code = stop.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def suite_file(tmp_path: Path, old: str, new: str) -> str:
+    """The synthetic suite with ``old`` replaced by ``new``, written to ``tmp_path``."""
+    assert old in SYNTHETIC, old
+    path = tmp_path / "edited.toml"
+    path.write_text(SYNTHETIC.replace(old, new, 1))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    """One smoke run of the synthetic suite, MLflow on (the default store under the output)."""
+    out = tmp_path_factory.mktemp("smoke") / "out"
+    assert main([*SMOKE, "--out", str(out)]) == 0
+    return out
+
+
+def mlflow_runs(out: Path):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")
+    try:
+        return mlflow.search_runs(experiment_names=["synthetic"])
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_list_shows_algorithms_suites_and_presets(capsys):
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0
+    for word in ("rabo", "rafbo", "fedmbo", "synthetic", "smoke"):
+        assert word in out
+
+
+def test_smoke_run_writes_results_runs_and_summary(smoke_run):
+    rows = read_rows(smoke_run / "results.csv")
+    assert list(rows[0]) == list(COLUMNS)
+    runs = {(r["algorithm"], r["seed"]) for r in rows}
+    assert runs == {(a, s) for a in ("rabo", "rafbo", "fedmbo") for s in ("0", "1")}
+    assert len(rows) == 6 * 4  # rounds 0..3 for each run
+    assert len(list((smoke_run / "runs").glob("*.csv"))) == 6
+    summary = (smoke_run / "summary.md").read_text()
+    for name in ("rabo", "rafbo", "fedmbo"):
+        assert f"| {name} |" in summary
+
+
+def test_mlflow_store_lists_one_run_per_algorithm_and_seed(smoke_run):
+    runs = mlflow_runs(smoke_run)
+    assert sorted(runs["tags.mlflow.runName"]) == sorted(
+        f"{a}-seed{s}" for a in ("rabo", "rafbo", "fedmbo") for s in (0, 1)
+    )
+    assert (runs["status"] == "FINISHED").all()
+    assert all(uri.startswith((smoke_run / "mlartifacts").as_uri()) for uri in runs.artifact_uri)
+    assert "metrics.grad_norm_sq" in runs.columns and "params.problem.dim_x" in runs.columns
+
+
+def test_rerun_skips_finished_runs_and_keeps_the_table(smoke_run, capsys):
+    before = (smoke_run / "results.csv").read_bytes()
+    code, out, _ = run_cli(capsys, *SMOKE, "--out", str(smoke_run))
+    assert code == 0
+    assert out.count("skipped") == 6
+    assert (smoke_run / "results.csv").read_bytes() == before
+    assert len(mlflow_runs(smoke_run)) == 6  # not mirrored twice
+
+
+def test_no_mlflow_writes_no_store(tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, _ = run_cli(
+        capsys, *SMOKE, "--algorithms", "fedmbo", "--seeds", "1", "--no-mlflow", "--out", str(out)
+    )
+    assert code == 0
+    assert (out / "results.csv").exists()
+    assert not (out / "mlflow.db").exists() and not (out / "mlartifacts").exists()
+
+
+def test_broken_mlflow_only_warns_and_keeps_every_result(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(
+        capsys,
+        *SMOKE,
+        "--algorithms",
+        "rabo,fedmbo",
+        "--mlflow-uri",
+        f"sqlite:///{blocker}/mlflow.db",
+        "--out",
+        str(out),
+    )
+    assert code == 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rabo-bench: warning: MLflow")
+    assert len(read_rows(out / "results.csv")) == 2 * 2 * 4
+    assert "fedmbo" in stdout  # the summary is printed
+
+
+BAD_INPUTS = {
+    "unknown algorithm": (["synthetic", "--algorithms", "rabo,nope"], None),
+    "unknown suite": (["no-such-suite"], None),
+    "unknown preset": (["synthetic", "--preset", "nope"], None),
+    "capacity 1.5": ([], ("capacities = [1, 1,", "capacities = [1, 1.5,")),
+    "capacity 0": ([], ("capacities = [1, 1,", "capacities = [1, 0,")),
+    "capacities count": ([], ("capacities = [1, 1,", "capacities = [1,")),
+    "malformed toml": ([], ("rounds = 100", "rounds = = 100")),
+    "unknown key": ([], ("rounds = 100", "rounds = 100\nbogus = 1")),
+    "unknown problem parameter": ([], ("dim_x = 20", "dim_z = 20")),
+    "wrong type": ([], ("dim_x = 20", 'dim_x = "twenty"')),
+    "bad override": ([], ("terms = 10 } }", "termz = 10 } }")),
+    "rounds 0": (["synthetic", "--rounds", "0"], None),
+    "rounds not a number": (["synthetic", "--rounds", "many"], None),
+    "no suite": ([], None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_error_with_exit_code_2(case, tmp_path, capsys):
+    args, edit = BAD_INPUTS[case]
+    if edit is not None:
+        args = [suite_file(tmp_path, *edit)]
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "run", *args, "--no-progress", "--out", str(out))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rabo-bench: error:"), err
+    assert "Traceback" not in err
+    assert not out.exists()  # validation happens before anything is written
+
+
+def test_error_names_file_and_key(tmp_path, capsys):
+    path = suite_file(tmp_path, "capacities = [1, 1,", "capacities = [1, 1, 1.5,")
+    _, _, err = run_cli(capsys, "run", path, "--out", str(tmp_path / "out"))
+    assert "edited.toml" in err and "capacities[2] = 1.5 is outside (0, 1]" in err
+
+
+def test_unwritable_output_folder(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, _, err = run_cli(capsys, *SMOKE, "--out", str(blocker / "out"))
+    assert code == 2
+    assert err.startswith("rabo-bench: error: output folder") and err.count("\n") == 1
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "rabo_bench.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_entry_point_runs_and_prints_the_summary(tmp_path):
+    done = cli(
+        *SMOKE, "--algorithms", "fedmbo", "--seeds", "1", "--no-mlflow", "--out", "o", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert "fedmbo" in done.stdout and "C_x*" in done.stdout
+    assert (tmp_path / "o" / "summary.md").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]  # nothing else in the cwd
+
+
+def test_entry_point_error_has_no_traceback(tmp_path):
+    (tmp_path / "bad.toml").write_text("rounds = [\n")
+    done = cli("run", "bad.toml", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("rabo-bench: error: bad.toml: invalid TOML")
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

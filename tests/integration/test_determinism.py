@@ -1,0 +1,64 @@
+"""Same seed, same rows; another seed, other rows (DESIGN.md §4); evaluation never changes the
+trajectory."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from rabo_bench.engine.results import read_rows
+from rabo_bench.engine.runner import execute_suite
+from rabo_bench.engine.suite import load_suite
+
+TIMING = ("wall_time_s",)
+
+
+def results(out: Path, **overrides) -> list[dict[str, str]]:
+    suite = load_suite("synthetic", "smoke", **overrides)
+    execute_suite(suite, out, sink=None, progress=False, echo=lambda _: None)
+    return read_rows(out / "results.csv")
+
+
+def without_timing(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory) -> list[dict[str, str]]:
+    return results(tmp_path_factory.mktemp("first"), seeds=2)
+
+
+def test_same_seed_gives_identical_rows(first, tmp_path):
+    again = results(tmp_path, seeds=2)
+    assert without_timing(again) == without_timing(first)
+
+
+def test_different_seeds_differ(first):
+    for algorithm in ("rabo", "rafbo", "fedmbo"):
+        runs = [[r for r in first if r["algorithm"] == algorithm and r["seed"] == s] for s in "01"]
+        assert runs[0][0]["run_id"] != runs[1][0]["run_id"]
+        for q in (0, -1):
+            assert runs[0][q]["upper_loss"] != runs[1][q]["upper_loss"]
+
+
+def test_algorithms_of_one_seed_start_from_the_same_point(first):
+    starts = {r["upper_loss"] for r in first if r["round"] == "0" and r["seed"] == "0"}
+    assert len(starts) == 1
+
+
+def test_rounds_and_eval_every_do_not_change_the_trajectory(first, tmp_path):
+    """Random streams are keyed by (suite, problem, capacities, seed), not by the horizon or
+    the evaluation schedule: a shorter or sparser run is a sub-sequence of the full one."""
+    dense = {r["round"]: r for r in first if r["algorithm"] == "rabo" and r["seed"] == "0"}
+    shorter = results(tmp_path / "shorter", seeds=1, rounds=2, algorithm_names=["rabo"])
+    suite = load_suite("synthetic", "smoke", seeds=1, algorithm_names=["rabo"])
+    sparse = tmp_path / "sparse"
+    execute_suite(replace(suite, eval_every=2), sparse, progress=False, echo=lambda _: None)
+    sparse_rows = read_rows(sparse / "results.csv")
+    assert [r["round"] for r in shorter] == ["0", "1", "2"]
+    assert [r["round"] for r in sparse_rows] == ["0", "2", "3"]
+    for row in [*shorter, *sparse_rows]:
+        for column in ("grad_norm_sq", "inner_error", "oracle_calls", "coverage_x_min"):
+            assert row[column] == dense[row["round"]][column]
