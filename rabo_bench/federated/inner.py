@@ -84,3 +84,35 @@ class MinibatchSGD(InnerSolver):
                 ctx.ledger.send_up(i, len(y_sub))
             y = masked_step(y, grads, dense, self.lr)
         return x, y
+
+
+@dataclass(frozen=True)
+class JointLocalSGD(InnerSolver):
+    """Single-level sub-model training (Static, FedRolex, FIARSE, OAP, FedAvg; SPEC §6): each
+    client takes ``steps`` SGD steps on the task loss over its sub-model of (x, y) jointly, and
+    the server averages the local models of x and of y over the clients holding each
+    coordinate (eq. 6/8 with the same rule; HeteroFL aggregation). With full masks this is
+    FedAvg. Messages per client: down x_sub + y_sub, up the two updates."""
+
+    name: ClassVar[str] = "joint_local_sgd"
+    steps: int = 10
+    lr: float = 0.01
+
+    def run(self, ctx, x, y, masks) -> tuple[Params, Params]:
+        dx, dy = [], []
+        for i in ctx.clients:
+            obj = LocalObjective(ctx.problem, i, x, y, masks[i].x, masks[i].y)
+            x0, y0 = obj.pack_x(x), obj.pack_y(y)
+            ctx.ledger.send_down(i, len(x0) + len(y0))
+            oracles, rng = Oracles(obj, ctx.ledger.counters[i]), ctx.rng(i, "inner")
+            xs, ys = x0, y0
+            for _ in range(self.steps):
+                gx, gy = oracles.grad_task(xs, ys, obj.sample_task(rng))
+                xs, ys = xs - self.lr * gx, ys - self.lr * gy
+            dx.append(obj.unpack_x((x0 - xs) / self.lr))
+            dy.append(obj.unpack_y((y0 - ys) / self.lr))
+            ctx.ledger.send_up(i, len(x0) + len(y0))
+        return (
+            masked_step(x, dx, [m.x.dense() for m in masks], self.lr),
+            masked_step(y, dy, [m.y.dense() for m in masks], self.lr),
+        )

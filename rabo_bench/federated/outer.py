@@ -53,3 +53,13 @@ class LocalHypergradient(OuterStep):
             client_hypergradient(ctx, self.estimator, x, y, i, masks[i]) for i in ctx.clients
         ]
         return masked_step(x, hypergrads, [m.x.dense() for m in masks], self.lr)
+
+
+@dataclass(frozen=True)
+class NoOuterStep(OuterStep):
+    """Single-level methods: x was already trained in the inner phase."""
+
+    name: ClassVar[str] = "none"
+
+    def run(self, ctx, x, y, masks) -> Params:
+        return x

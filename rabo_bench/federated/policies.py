@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -50,15 +50,26 @@ class FullModel(MaskPolicy):
         return [masks] * len(capacities)
 
 
-def _top_rows(params: Params, capacity: float, order: int) -> StructuredMask:
+RowChooser = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+def rows_mask(params: Params, capacity: float, choose: RowChooser) -> StructuredMask:
+    """Keep, in every parameter, the rows ``choose(tensor, keep)`` returns (keep = ceil(r C))."""
     rows = {}
     for name, t in params.items():
-        scores = t.detach().reshape(t.shape[0], -1).norm(p=order, dim=1)
-        keep = kept_rows(capacity, t.shape[0])
-        # stable sort: equal scores keep the lower index, so masks are deterministic
-        order_idx = torch.sort(scores, descending=True, stable=True).indices[:keep]
-        rows[name] = torch.sort(order_idx).values
+        chosen = choose(t.detach(), kept_rows(capacity, t.shape[0]))
+        rows[name] = torch.sort(chosen).values
     return StructuredMask.rows(params, rows)
+
+
+def largest_rows(order: int) -> RowChooser:
+    """The rows of largest l_p norm; a stable sort breaks ties towards the lower index."""
+
+    def choose(t: torch.Tensor, keep: int) -> torch.Tensor:
+        scores = t.reshape(t.shape[0], -1).norm(p=order, dim=1)
+        return torch.sort(scores, descending=True, stable=True).indices[:keep]
+
+    return choose
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,8 @@ class ChannelImportance(MaskPolicy):
     def assign(self, x, y, capacities, round, rng) -> list[ClientMasks]:
         out = []
         for r in capacities:
-            mx = _top_rows(x, r, self.norm) if self.mask_x else StructuredMask.full(x)
-            my = _top_rows(y, r, self.norm) if self.mask_y else StructuredMask.full(y)
+            choose = largest_rows(self.norm)
+            mx = rows_mask(x, r, choose) if self.mask_x else StructuredMask.full(x)
+            my = rows_mask(y, r, choose) if self.mask_y else StructuredMask.full(y)
             out.append(ClientMasks(mx, my))
         return out

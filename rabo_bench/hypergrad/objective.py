@@ -70,6 +70,13 @@ class LocalObjective:
     def g(self, x_sub: torch.Tensor, y_sub: torch.Tensor, batch) -> torch.Tensor:
         return self._mean_loss(self.problem.lower_loss, x_sub, y_sub, batch)
 
+    def task(self, x_sub: torch.Tensor, y_sub: torch.Tensor, batch) -> torch.Tensor:
+        """The single-level task loss (see ``BilevelProblem.task_loss``)."""
+        return self._mean_loss(self.problem.task_loss, x_sub, y_sub, batch)
+
+    def sample_task(self, rng: torch.Generator) -> tuple[Batch, ...]:
+        return tuple(self.problem.sample_task_batch(i, rng) for i in self._clients())
+
     def sample_f(self, rng: torch.Generator) -> tuple[Batch, ...]:
         return tuple(self.problem.sample_upper_batch(i, rng) for i in self._clients())
 

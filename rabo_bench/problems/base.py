@@ -21,6 +21,10 @@ from rabo_bench.params import Params
 Batch = Any  # problem-specific (index tensor, episode, ...); None = the client's full data
 
 
+def _detached(params: Params) -> Params:
+    return {name: t.detach() for name, t in params.items()}
+
+
 class ClosedFormUnavailable(NotImplementedError):
     """Raised by problems that have no closed form for y*(x) or grad F(x)."""
 
@@ -50,6 +54,21 @@ class BilevelProblem(ABC):
     def sample_lower_batch(self, client: int, rng: torch.Generator) -> Batch:
         """A minibatch for g_i; deterministic problems return None (the full data)."""
         return None
+
+    def sample_task_batch(self, client: int, rng: torch.Generator) -> Batch:
+        """A minibatch for :meth:`task_loss`: by default an (upper, lower) pair."""
+        return self.sample_upper_batch(client, rng), self.sample_lower_batch(client, rng)
+
+    def task_loss(self, client: int, x: Params, y: Params, batch: Batch) -> torch.Tensor:
+        """The single-level loss that sub-model baselines train (x, y) on jointly (SPEC §6, §9
+        item 11). Default [OURS]: each block descends its own level's loss, x on f with y held,
+        y on g with x held, so a single-level method ignores the implicit term dy*/dx. On
+        hyperparameter problems whose f does not depend on x this leaves x untouched ("no loss
+        tuning", SPEC §7.2). Model-based problems override it (e.g. support+query CE)."""
+        upper_batch, lower_batch = batch
+        return self.upper_loss(client, x, _detached(y), upper_batch) + self.lower_loss(
+            client, _detached(x), y, lower_batch
+        )
 
     def evaluate(self, x: Params, y: Params) -> dict[str, float]:
         """Metrics of the current global iterate; closed-form problems add exact quantities."""

@@ -150,6 +150,15 @@ class StructuredMask:
     def __hash__(self) -> int:
         return hash(tuple(sorted(self.shapes.items())))
 
+    def extract(self, params: Params) -> Params:
+        return _extract_rows(params, self)
+
+    def scatter(self, params: Params, sub: Params) -> Params:
+        return _scatter_rows(params, self, sub)
+
+    def embed(self, sub: Params, like: Params) -> Params:
+        return self.scatter({name: torch.zeros_like(t) for name, t in like.items()}, sub)
+
 
 def _check_names(params: Params, mask: StructuredMask, what: str) -> None:
     if set(params) != set(mask.shapes):
@@ -164,7 +173,7 @@ def _check_names(params: Params, mask: StructuredMask, what: str) -> None:
             )
 
 
-def extract(params: Params, mask: StructuredMask) -> Params:
+def _extract_rows(params: Params, mask: StructuredMask) -> Params:
     """The physically smaller dense sub-model (SPEC eq. 4): ``index_select`` per restricted dim.
 
     Differentiable w.r.t. ``params``; the result never shares storage with ``params``.
@@ -180,7 +189,7 @@ def extract(params: Params, mask: StructuredMask) -> Params:
     return out
 
 
-def scatter(params: Params, mask: StructuredMask, sub: Params) -> Params:
+def _scatter_rows(params: Params, mask: StructuredMask, sub: Params) -> Params:
     """A new dict equal to ``params`` except that the held coordinates take the values of ``sub``.
 
     Out of place and differentiable w.r.t. ``sub`` (and w.r.t. the unheld entries of ``params``).
@@ -212,6 +221,16 @@ def scatter(params: Params, mask: StructuredMask, sub: Params) -> Params:
     return out
 
 
-def embed(mask: StructuredMask, sub: Params, like: Params) -> Params:
+def extract(params: Params, mask) -> Params:
+    """The client's sub-model: dense smaller tensors (structured) or held values (element masks)."""
+    return mask.extract(params)
+
+
+def scatter(params: Params, mask, sub: Params) -> Params:
+    """``params`` with the held coordinates replaced by ``sub`` (out of place, differentiable)."""
+    return mask.scatter(params, sub)
+
+
+def embed(mask, sub: Params, like: Params) -> Params:
     """The sub-model as a full-shaped dict, zero off the mask: x ⊙ m (SPEC eq. 5/7)."""
-    return scatter({name: torch.zeros_like(t) for name, t in like.items()}, mask, sub)
+    return mask.embed(sub, like)

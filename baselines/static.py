@@ -1,0 +1,38 @@
+"""Static (HeteroFL; SPEC §6): every parameter keeps rows (output channels) 0 .. ceil(r C) - 1,
+the same prefix in every round; single-level joint training, aggregation over holders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from rabo_bench.algorithms import Algorithm, register
+from rabo_bench.federated.context import ClientMasks
+from rabo_bench.federated.inner import JointLocalSGD
+from rabo_bench.federated.outer import NoOuterStep
+from rabo_bench.federated.policies import MaskPolicy, rows_mask
+
+
+def _prefix(t: torch.Tensor, keep: int) -> torch.Tensor:
+    return torch.arange(keep)
+
+
+@dataclass(frozen=True)
+class StaticPrefix(MaskPolicy):
+    name: ClassVar[str] = "static_prefix"
+
+    def assign(self, x, y, capacities, round, rng) -> list[ClientMasks]:
+        return [ClientMasks(rows_mask(x, r, _prefix), rows_mask(y, r, _prefix)) for r in capacities]
+
+
+register(
+    Algorithm(
+        name="static",
+        description="Static (HeteroFL): fixed channel prefix per width, single-level joint SGD",
+        policy=StaticPrefix(),
+        inner=JointLocalSGD(steps=10, lr=0.01),
+        outer=NoOuterStep(),
+    )
+)
