@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA_DEFAULT := $(abspath ../shared/data)
 export RABO_BENCH_DATA ?= $(if $(wildcard $(DATA_DEFAULT)),$(DATA_DEFAULT),)
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean estimators
 
 venv: $(STAMP)
 
@@ -29,3 +29,6 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
+
+estimators: $(STAMP)
+	$(BIN)/python -m rabo_bench.demo

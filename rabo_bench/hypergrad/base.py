@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import fields
+from typing import ClassVar
 
 import torch
 
@@ -24,7 +25,8 @@ _REGISTRY: dict[str, type[HypergradientEstimator]] = {}
 
 
 class HypergradientEstimator(ABC):
-    name: str
+    name: ClassVar[str]
+    implicit: ClassVar[bool] = False  # True: evaluates at the given (x, y), no inner steps
 
     @abstractmethod
     def __call__(

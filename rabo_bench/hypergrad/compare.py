@@ -23,8 +23,6 @@ from rabo_bench.hypergrad.objective import LocalObjective
 from rabo_bench.hypergrad.oracles import OracleCounter, Oracles
 from rabo_bench.problems.base import BilevelProblem
 
-IMPLICIT_ESTIMATORS = frozenset({"exact", "neumann", "cg"})
-
 
 @dataclass(frozen=True)
 class Setting:
@@ -43,7 +41,7 @@ class Setting:
 
     @property
     def implicit(self) -> bool:
-        return self.estimator in IMPLICIT_ESTIMATORS
+        return make_estimator(self.estimator, **self.params).implicit
 
 
 def _timed_run(

@@ -30,6 +30,7 @@ class Exact(HypergradientEstimator):
     """
 
     name: ClassVar[str] = "exact"
+    implicit: ClassVar[bool] = True
     max_dim: int = 2000
 
     def __call__(self, oracles: Oracles, x, y, rng: torch.Generator) -> torch.Tensor:
@@ -65,6 +66,7 @@ class Neumann(HypergradientEstimator):
     """
 
     name: ClassVar[str] = "neumann"
+    implicit: ClassVar[bool] = True
     terms: int = 5
     eta: float = 0.01
     randomized: bool = False
@@ -102,6 +104,7 @@ class ConjugateGradient(HypergradientEstimator):
     """
 
     name: ClassVar[str] = "cg"
+    implicit: ClassVar[bool] = True
     iterations: int = 20
     tol: float = 1e-12
 
