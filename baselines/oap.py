@@ -16,5 +16,6 @@ register(
         policy=ChannelImportance(),
         inner=JointLocalSGD(steps=10, lr=0.01),
         outer=NoOuterStep(),
+        label="oap (our interpretation)",
     )
 )

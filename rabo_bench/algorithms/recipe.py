@@ -73,6 +73,7 @@ class Algorithm:
     policy: MaskPolicy
     inner: InnerSolver
     outer: OuterStep
+    label: str | None = None  # how reports name it, e.g. "OAP (our interpretation)"
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -48,3 +48,10 @@ def get(name: str, overrides: Mapping[str, Any] | None = None) -> Algorithm:
     if name not in _ALGORITHMS:
         raise ValueError(f"unknown algorithm {name!r}; choose one of {sorted(_ALGORITHMS)}")
     return _ALGORITHMS[name].with_overrides(overrides)
+
+
+def display_name(name: str) -> str:
+    """The name reports show: the algorithm's label if it has one (unknown names unchanged)."""
+    _load_plugins()
+    algorithm = _ALGORITHMS.get(name)
+    return algorithm.label if algorithm is not None and algorithm.label else name

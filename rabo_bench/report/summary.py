@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from rabo_bench.algorithms import display_name
+
 REFERENCE = "fedmbo"
 HEADERS = (
     "algorithm",
@@ -75,7 +77,7 @@ def summary_rows(results: pd.DataFrame) -> list[list[str]]:
         rounds = sorted(set(group["rounds"]))
         table.append(
             [
-                str(algorithm),
+                display_name(str(algorithm)),
                 str(len(group)),
                 "/".join(str(int(q)) for q in rounds),
                 _number(group["final_grad"].mean(), ".4g"),
