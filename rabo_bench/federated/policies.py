@@ -92,3 +92,31 @@ class ChannelImportance(MaskPolicy):
             my = rows_mask(y, r, choose) if self.mask_y else StructuredMask.full(y)
             out.append(ClientMasks(mx, my))
         return out
+
+
+@dataclass(frozen=True)
+class FixedSegments(MaskPolicy):
+    """The C_x* experiment (SPEC §7.1 Fig. 4 right, [OURS] §9 item 15): x's rows are split into
+    two contiguous halves; the last ``coverage`` clients train the second half and the others
+    the first, every round, so C_x* = min(coverage, M - coverage). y is held whole by every
+    client (C_y* = M), which isolates the effect of C_x*. Capacities are not used (each client
+    holds half of x, i.e. capacity 1/2)."""
+
+    name: ClassVar[str] = "fixed_segments"
+    coverage: int = 1
+
+    def assign(self, x, y, capacities, round, rng) -> list[ClientMasks]:
+        clients = len(capacities)
+        if not 1 <= self.coverage <= clients // 2:
+            raise ValueError(
+                f"fixed_segments coverage must be in [1, {clients // 2}] for {clients} clients, "
+                f"got {self.coverage}"
+            )
+        halves = []
+        for second in (False, True):
+            rows = {}
+            for name, t in x.items():
+                cut = (t.shape[0] + 1) // 2
+                rows[name] = torch.arange(cut, t.shape[0]) if second else torch.arange(cut)
+            halves.append(ClientMasks(StructuredMask.rows(x, rows), StructuredMask.full(y)))
+        return [halves[i >= clients - self.coverage] for i in range(clients)]

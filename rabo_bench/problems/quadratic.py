@@ -9,6 +9,9 @@ Client i holds ``samples`` data points s; its losses are the means over them:
 Every H_i, and so the global H = mean_i H_i, has its spectrum inside [mu_g, L_g]; hence
 mu_g-strong convexity and L_g-smoothness of G(x, .) (SPEC A1, A2).
 
+``coupling`` scales B_i: the strength of the x-y coupling, i.e. of dy*/dx. Sub-model methods
+evaluate g_i at x ⊙ m, so their mask-noise floor (SPEC A5) grows with it.
+
 Heterogeneity ``h`` in [0, 1]: each client's (H_i, B_i, b_i, P_i, c_i, a_i) is the common one
 blended with a client-specific draw, weight h. h = 0 gives identical clients (zeta_f = zeta_g = 0).
 
@@ -45,6 +48,7 @@ class QuadraticConfig:
     batch_size: int = 8
     rho: float = 0.1
     nu: float = 0.0
+    coupling: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -79,7 +83,10 @@ class QuadraticBilevel(BilevelProblem):
             return torch.randn(*shape, generator=rng, dtype=dt)
 
         self.H = blend(spd(cfg.mu_g, cfg.L_g), lambda: spd(cfg.mu_g, cfg.L_g))
-        self.B = blend(gauss(dy, dx) / dx**0.5, lambda: gauss(dy, dx) / dx**0.5)
+        def coupling_draw(*shape: int) -> torch.Tensor:
+            return cfg.coupling * gauss(*shape) / dx**0.5
+
+        self.B = blend(coupling_draw(dy, dx), lambda: coupling_draw(dy, dx))
         self.b = blend(gauss(dy), lambda: gauss(dy))
         self.P = blend(spd(0.5, 1.5), lambda: spd(0.5, 1.5))
         self.c = blend(gauss(dy), lambda: gauss(dy))
@@ -91,7 +98,7 @@ class QuadraticBilevel(BilevelProblem):
                 "H": torch.stack(
                     [symmetric_noise(n, dy, s * cfg.mu_g / 2, rng, dt) for _ in range(m)]
                 ),
-                "B": s * centred(gauss(n, m, dy, dx) / dx**0.5).transpose(0, 1),
+                "B": s * centred(coupling_draw(n, m, dy, dx)).transpose(0, 1),
                 "b": s * centred(gauss(n, m, dy)).transpose(0, 1),
                 "c": s * centred(gauss(n, m, dy)).transpose(0, 1),
             }

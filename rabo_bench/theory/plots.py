@@ -1,0 +1,198 @@
+"""Figures of the rate measurement (SPEC §4, "What a numerical check should show").
+
+Figures are built with the object-oriented API (``matplotlib.figure.Figure``, rendered by Agg),
+never through pyplot, so importing this module changes no global backend state. Each figure is
+saved as ``<stem>.png`` (300 dpi) and ``<stem>.pdf``; every function returns the paths written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+from rabo_bench.theory.fit import DESIGN_CARD, FACTOR_COLUMNS, PREDICTED, RESPONSE
+from rabo_bench.theory.pareto import pareto_flags
+
+FACTOR_LABELS = {
+    "Q": "global rounds $Q$ (count)",
+    "coverage": "minimum coverage $C_x^*$ (clients)",
+    "T": "local inner steps $T$ (count)",
+}
+RESPONSE_LABEL = r"$\frac{1}{Q}\sum_{q<Q}\|\nabla F(x^q)\|^2$ (squared gradient norm)"
+MARKERS = "osD^vP*Xh<>"
+# rel_error this small is round-off; it is drawn at this floor so the log axis can show it
+ERROR_FLOOR = 1e-16
+
+
+def _style(names: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """A fixed (colour, marker) per name, in order of first appearance."""
+    unique = list(dict.fromkeys(names))
+    return {n: (f"C{k % 10}", MARKERS[k % len(MARKERS)]) for k, n in enumerate(unique)}
+
+
+def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
+    for path in paths:
+        fig.savefig(path, dpi=300, bbox_inches="tight")
+    return paths
+
+
+def _quantiles(runs: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per level of ``column``: the 20%, 50% and 80% quantiles of the response over seeds."""
+    return runs.groupby(column)[RESPONSE].quantile([0.2, 0.5, 0.8]).unstack()
+
+
+def _log_ticks(ax, levels: np.ndarray) -> None:
+    ax.set_xticks(levels)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _fit_row(fit_rows: pd.DataFrame, algorithm: str, factor: str) -> pd.Series | None:
+    rows = fit_rows[(fit_rows["algorithm"] == algorithm) & (fit_rows["factor"] == factor)]
+    if rows.empty or not np.isfinite(rows["exponent"].iloc[0]):
+        return None
+    return rows.iloc[0]
+
+
+def plot_factor(
+    rates: pd.DataFrame, factor: str, fit_rows: pd.DataFrame, out_dir: Path
+) -> list[Path]:
+    """avg ||grad F||^2 against one factor on its own sweep, log-log, one colour per algorithm.
+
+    Markers: the median over seeds; shaded: the 20-80% quantile band (whiskers where an
+    algorithm has one level, e.g. FedMBO at C_x* = 10). Solid: the fitted power law from
+    ``fit_rows`` (``per_sweep_table`` rows), drawn through the geometric centre of the fitted
+    runs, where a one-factor least-squares line in logs passes exactly; its band spans the lines
+    with the CI-end exponents through the same centre (slope uncertainty only, not the
+    intercept's). Dashed: the theory's slope (SPEC Corollary 1: -1/2, 0 for T) anchored at the
+    first median; dotted: the design card's slope where it differs (T: -1/2).
+    """
+    column = FACTOR_COLUMNS[factor]
+    sweep = rates[rates["sweep"] == factor].drop_duplicates()
+    fig = Figure(figsize=(5.5, 4.0))
+    ax = fig.add_subplot()
+    style = _style(sweep["algorithm"])
+    for algorithm, runs in sweep.groupby("algorithm", sort=False):
+        colour, marker = style[algorithm]
+        q = _quantiles(runs, column)
+        x, med = q.index.to_numpy(dtype=float), q[0.5].to_numpy()
+        if len(x) == 1:
+            whiskers = [med - q[0.2].to_numpy(), q[0.8].to_numpy() - med]
+            ax.errorbar(x, med, yerr=whiskers, fmt=marker, color=colour, capsize=3)
+        else:
+            ax.fill_between(x, q[0.2], q[0.8], color=colour, alpha=0.18, linewidth=0)
+        ax.plot(x, med, marker, color=colour, label=f"{algorithm} (median, 20-80%)")
+        xs = np.geomspace(x.min(), x.max(), 50)
+        ax.plot(xs, med[0] * (xs / x[0]) ** PREDICTED[factor], "--", color=colour, lw=1)
+        if DESIGN_CARD[factor] != PREDICTED[factor]:
+            ax.plot(xs, med[0] * (xs / x[0]) ** DESIGN_CARD[factor], ":", color=colour, lw=1)
+        fit = _fit_row(fit_rows, algorithm, factor)
+        if fit is None or len(x) == 1:
+            continue
+        used = runs[np.isfinite(runs[RESPONSE]) & (runs[RESPONSE] > 0)]
+        centre_x = np.exp(np.log(used[column].to_numpy(dtype=float)).mean())
+        centre_y = np.exp(np.log(used[RESPONSE].to_numpy(dtype=float)).mean())
+        ends = [centre_y * (xs / centre_x) ** fit[k] for k in ("ci_low", "ci_high")]
+        ax.fill_between(xs, np.minimum(*ends), np.maximum(*ends), color=colour, alpha=0.12, lw=0)
+        label = f"fit {fit['exponent']:+.2f} [{fit['ci_low']:+.2f}, {fit['ci_high']:+.2f}]"
+        ax.plot(xs, centre_y * (xs / centre_x) ** fit["exponent"], "-", color=colour, label=label)
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], color="grey", ls="--", lw=1))
+    labels.append(f"theory slope {PREDICTED[factor]:+g}")
+    if DESIGN_CARD[factor] != PREDICTED[factor]:
+        handles.append(Line2D([], [], color="grey", ls=":", lw=1))
+        labels.append(f"design card slope {DESIGN_CARD[factor]:+g}")
+    ax.set(xscale="log", yscale="log", xlabel=FACTOR_LABELS[factor], ylabel=RESPONSE_LABEL)
+    _log_ticks(ax, np.sort(sweep[column].unique().astype(float)))
+    ax.set_title(f"Rate in {factor} (others at the base point; 95% CI)", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(handles, labels, fontsize=7, loc="best")
+    fig.tight_layout()
+    return _save(fig, out_dir, f"rate_{factor}")
+
+
+def plot_coverage_bars(rates: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """avg ||grad F||^2 per C_x* on the coverage sweep, like the paper's Fig. 4 (right).
+
+    Bars: the median over seeds for each algorithm whose C_x* varies (RABO, RAFBO), error bars
+    the 20-80% quantiles; an algorithm with a single C_x* in the sweep (FedMBO, C_x* = 10) is a
+    dashed horizontal reference with its 20-80% band. Linear y axis, so bar heights compare.
+    """
+    sweep = rates[rates["sweep"] == "coverage"].drop_duplicates()
+    style = _style(sweep["algorithm"])
+    spread = sweep.groupby("algorithm", sort=False)["cx_star"].nunique()
+    bars, references = list(spread.index[spread > 1]), list(spread.index[spread == 1])
+    levels = np.sort(sweep.loc[sweep["algorithm"].isin(bars), "cx_star"].unique())
+    fig = Figure(figsize=(5.5, 4.0))
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(bars))
+    for k, algorithm in enumerate(bars):
+        q = _quantiles(sweep[sweep["algorithm"] == algorithm], "cx_star").reindex(levels)
+        med = q[0.5].to_numpy()
+        whiskers = [med - q[0.2].to_numpy(), q[0.8].to_numpy() - med]
+        offset = (k - (len(bars) - 1) / 2) * width
+        colour = style[algorithm][0]
+        ax.bar(np.arange(len(levels)) + offset, med, width, yerr=whiskers, capsize=3,
+               color=colour, alpha=0.85, label=f"{algorithm} (median, 20-80%)")  # fmt: skip
+    for algorithm in references:
+        runs = sweep[sweep["algorithm"] == algorithm]
+        low, med, high = runs[RESPONSE].quantile([0.2, 0.5, 0.8])
+        colour = style[algorithm][0]
+        label = f"{algorithm} ($C_x^*$ = {runs['cx_star'].iloc[0]:g})"
+        ax.axhline(med, color=colour, ls="--", lw=1.2, label=label)
+        ax.axhspan(low, high, color=colour, alpha=0.12, lw=0)
+    ax.set_xticks(np.arange(len(levels)), [f"{v:g}" for v in levels])
+    ax.set(xlabel=FACTOR_LABELS["coverage"], ylabel=RESPONSE_LABEL)
+    ax.set_ylim(bottom=0)
+    ax.set_title("Stationarity against minimum coverage (cf. paper Fig. 4 right)", fontsize=10)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return _save(fig, out_dir, "coverage_bars")
+
+
+def _pareto_figure(table: pd.DataFrame, cost: str, xlabel: str) -> Figure:
+    """One log-log panel per dim: rel_error against ``cost``, the front of (cost, error)."""
+    dims = list(dict.fromkeys(table["dim"]))
+    style = _style(table["estimator"])
+    fig = Figure(figsize=(4.0 * len(dims), 3.8))
+    axes = fig.subplots(1, len(dims), sharey=True, squeeze=False)[0]
+    for ax, dim in zip(axes, dims, strict=True):
+        rows = table[table["dim"] == dim]
+        error = rows["rel_error"].clip(lower=ERROR_FLOOR)
+        for estimator, (colour, marker) in style.items():
+            mine = rows["estimator"] == estimator
+            ax.scatter(rows.loc[mine, cost], error[mine], color=colour, marker=marker, s=28,
+                       label=estimator, alpha=0.85, edgecolors="none")  # fmt: skip
+        front = pareto_flags(rows[cost], rows["rel_error"])
+        order = np.argsort(rows[cost].to_numpy()[front])
+        ax.step(rows[cost].to_numpy()[front][order], error.to_numpy()[front][order],
+                where="post", color="black", lw=1, label="Pareto front")  # fmt: skip
+        ax.set(xscale="log", yscale="log", xlabel=xlabel, title=f"$d_x = d_y = {dim}$")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel(r"relative error $\|h - \nabla F(x)\| / \|\nabla F(x)\|$")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pareto(table: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Hypergradient error against cost for every estimator setting (``estimator_pareto`` rows).
+
+    ``pareto_oracle``: against oracle calls per hypergradient (grad_f + grad_g + hvp + jvp);
+    ``pareto_wall``: against wall time. Each panel's front is recomputed on its own cost axis.
+    Errors below 1e-16 (round-off) are drawn at 1e-16.
+    """
+    oracle = _pareto_figure(table, "total", "oracle calls per hypergradient (count)")
+    wall = _pareto_figure(table, "wall_ms", "wall time per hypergradient (ms)")
+    return _save(oracle, out_dir, "pareto_oracle") + _save(wall, out_dir, "pareto_wall")
