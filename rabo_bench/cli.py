@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tracking.add_argument("--no-mlflow", action="store_true", help="do not mirror to MLflow")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    fit_rate = commands.add_parser(
+        "fit-rate", help="fit rate exponents to RESULTS_DIR/rates.csv; tables and plots"
+    )
+    fit_rate.add_argument("results_dir", type=Path, metavar="RESULTS_DIR")
     return parser
 
 
@@ -126,12 +130,29 @@ def cmd_run(args: argparse.Namespace) -> None:
         print(f"MLflow: {uri} (browse with: mlflow ui --backend-store-uri {uri})")
 
 
+def cmd_fit_rate(args: argparse.Namespace) -> None:
+    """Power-law fits of avg ||grad F||^2 in Q, C_x*, T against the theory (SPEC §4)."""
+    from rabo_bench.theory.report import read_rates, write_rate_report
+
+    results = args.results_dir.resolve()
+    try:
+        rates = read_rates(results / "rates.csv")
+        report = write_rate_report(rates, results)
+    except (ValueError, OSError) as err:
+        fail(str(err))
+    print((results / "exponents.txt").read_text())
+    print(f"exponents: {report} and {results / 'exponents.csv'}")
+    print(f"plots: {results / 'plots'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     # torch's first forward-mode AD call warns about torch.jit.script's deprecation; internal.
     warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
     args = build_parser().parse_args(argv)
     if args.command == "list":
         cmd_list()
+    elif args.command == "fit-rate":
+        cmd_fit_rate(args)
     else:
         cmd_run(args)
     return 0

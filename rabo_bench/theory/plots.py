@@ -8,6 +8,7 @@ saved as ``<stem>.png`` (300 dpi) and ``<stem>.pdf``; every function returns the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -107,10 +108,10 @@ def plot_factor(
         ax.plot(xs, centre_y * (xs / centre_x) ** fit["exponent"], "-", color=colour, label=label)
     handles, labels = ax.get_legend_handles_labels()
     handles.append(Line2D([], [], color="grey", ls="--", lw=1))
-    labels.append(f"theory slope {PREDICTED[factor]:+g}")
+    labels.append(f"theory slope {Fraction(PREDICTED[factor])}")
     if DESIGN_CARD[factor] != PREDICTED[factor]:
         handles.append(Line2D([], [], color="grey", ls=":", lw=1))
-        labels.append(f"design card slope {DESIGN_CARD[factor]:+g}")
+        labels.append(f"design card slope {Fraction(DESIGN_CARD[factor])}")
     ax.set(xscale="log", yscale="log", xlabel=FACTOR_LABELS[factor], ylabel=RESPONSE_LABEL)
     _log_ticks(ax, np.sort(sweep[column].unique().astype(float)))
     ax.set_title(f"Rate in {factor} (others at the base point; 95% CI)", fontsize=10)
@@ -163,14 +164,16 @@ def plot_coverage_bars(rates: pd.DataFrame, out_dir: Path) -> list[Path]:
 def _pareto_figure(table: pd.DataFrame, cost: str, xlabel: str) -> Figure:
     """One log-log panel per dim: rel_error against ``cost``, the front of (cost, error)."""
     dims = list(dict.fromkeys(table["dim"]))
-    style = _style(table["estimator"])
+    sampled = table["setting"].str.contains("coordinates=", regex=False)
+    group = table["estimator"].where(~sampled, table["estimator"] + " (sampled coords)")
+    style = _style(group)
     fig = Figure(figsize=(4.0 * len(dims), 3.8))
     axes = fig.subplots(1, len(dims), sharey=True, squeeze=False)[0]
     for ax, dim in zip(axes, dims, strict=True):
         rows = table[table["dim"] == dim]
         error = rows["rel_error"].clip(lower=ERROR_FLOOR)
         for estimator, (colour, marker) in style.items():
-            mine = rows["estimator"] == estimator
+            mine = group[rows.index] == estimator
             ax.scatter(rows.loc[mine, cost], error[mine], color=colour, marker=marker, s=28,
                        label=estimator, alpha=0.85, edgecolors="none")  # fmt: skip
         front = pareto_flags(rows[cost], rows["rel_error"])

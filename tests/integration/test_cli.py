@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from rabo_bench.algorithms import display_name
 from rabo_bench.cli import main
 from rabo_bench.engine.results import COLUMNS, read_rows
-from rabo_bench.engine.suite import SUITES_DIR
+from rabo_bench.engine.suite import SUITES_DIR, read_toml
 
 SMOKE = ["run", "synthetic", "--preset", "smoke", "--no-progress"]
 SYNTHETIC = (SUITES_DIR / "synthetic.toml").read_text()
+SUITE_ALGORITHMS = tuple(read_toml(SUITES_DIR / "synthetic.toml")["algorithms"])
+RUNS = 2 * len(SUITE_ALGORITHMS)  # the smoke preset has two seeds
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -59,7 +62,7 @@ def mlflow_runs(out: Path):
 def test_list_shows_algorithms_suites_and_presets(capsys):
     code, out, _ = run_cli(capsys, "list")
     assert code == 0
-    for word in ("rabo", "rafbo", "fedmbo", "synthetic", "smoke"):
+    for word in (*SUITE_ALGORITHMS, "synthetic", "smoke", "our interpretation"):
         assert word in out
 
 
@@ -67,18 +70,18 @@ def test_smoke_run_writes_results_runs_and_summary(smoke_run):
     rows = read_rows(smoke_run / "results.csv")
     assert list(rows[0]) == list(COLUMNS)
     runs = {(r["algorithm"], r["seed"]) for r in rows}
-    assert runs == {(a, s) for a in ("rabo", "rafbo", "fedmbo") for s in ("0", "1")}
-    assert len(rows) == 6 * 4  # rounds 0..3 for each run
-    assert len(list((smoke_run / "runs").glob("*.csv"))) == 6
+    assert runs == {(a, s) for a in SUITE_ALGORITHMS for s in ("0", "1")}
+    assert len(rows) == RUNS * 4  # rounds 0..3 for each run
+    assert len(list((smoke_run / "runs").glob("*.csv"))) == RUNS
     summary = (smoke_run / "summary.md").read_text()
-    for name in ("rabo", "rafbo", "fedmbo"):
-        assert f"| {name} |" in summary
+    for name in SUITE_ALGORITHMS:
+        assert f"| {display_name(name)} |" in summary
 
 
 def test_mlflow_store_lists_one_run_per_algorithm_and_seed(smoke_run):
     runs = mlflow_runs(smoke_run)
     assert sorted(runs["tags.mlflow.runName"]) == sorted(
-        f"{a}-seed{s}" for a in ("rabo", "rafbo", "fedmbo") for s in (0, 1)
+        f"{a}-seed{s}" for a in SUITE_ALGORITHMS for s in (0, 1)
     )
     assert (runs["status"] == "FINISHED").all()
     assert all(uri.startswith((smoke_run / "mlartifacts").as_uri()) for uri in runs.artifact_uri)
@@ -89,9 +92,9 @@ def test_rerun_skips_finished_runs_and_keeps_the_table(smoke_run, capsys):
     before = (smoke_run / "results.csv").read_bytes()
     code, out, _ = run_cli(capsys, *SMOKE, "--out", str(smoke_run))
     assert code == 0
-    assert out.count("skipped") == 6
+    assert out.count("skipped") == RUNS
     assert (smoke_run / "results.csv").read_bytes() == before
-    assert len(mlflow_runs(smoke_run)) == 6  # not mirrored twice
+    assert len(mlflow_runs(smoke_run)) == RUNS  # not mirrored twice
 
 
 def test_no_mlflow_writes_no_store(tmp_path, capsys):
