@@ -185,13 +185,25 @@ def execute_suite(
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> list[RunSpec]:
-    """Execute the suite's runs that are not on disk yet, write each as it finishes, mirror
-    it to ``sink`` and rebuild ``<out>/results.csv``. Returns the suite's run specs."""
+    """Execute the suite's runs that are not on disk yet (see :func:`execute_specs`)."""
+    specs = expand(suite)
+    problem = make_problem(suite.problem, suite.problem_params)
+    return execute_specs(specs, problem, out, sink, progress, echo)
+
+
+def execute_specs(
+    specs: list[RunSpec],
+    problem: BilevelProblem,
+    out: Path,
+    sink: RunSink | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> list[RunSpec]:
+    """Execute the runs not on disk yet, write each as it finishes, mirror it to ``sink`` and
+    rebuild ``<out>/results.csv`` from ``specs`` (a run listed twice is executed once)."""
     from tqdm import tqdm
 
-    specs = expand(suite)
     check_writable(out)
-    problem = make_problem(suite.problem, suite.problem_params)
     for spec in specs:
         path = run_file(out, spec.run_id)
         label = f"{spec.algorithm.name} seed={spec.seed}"
@@ -207,5 +219,5 @@ def execute_suite(
             write_csv_atomic(path, rows)
         if sink is not None:
             sink.log_run(spec, read_rows(path), path)
-    write_results_table(out, [spec.run_id for spec in specs])
+    write_results_table(out, list(dict.fromkeys(spec.run_id for spec in specs)))
     return specs

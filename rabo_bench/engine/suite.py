@@ -36,6 +36,7 @@ TOP_KEYS = (
     "problem",
     "overrides",
     "presets",
+    "rates",
 )
 REQUIRED = ("rounds", "algorithms", "capacities", "problem")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -58,6 +59,7 @@ class Suite:
     problem_params: dict[str, Any]
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     presets: tuple[str, ...] = ()
+    rates: dict[str, Any] = field(default_factory=dict)  # a rate-measurement grid (theory/)
 
     def algorithm(self, name: str) -> Algorithm:
         return algorithms.get(name, self.overrides.get(name))
@@ -271,6 +273,7 @@ def load_suite(
         problem_params=problem,
         overrides=_overrides(check, raw.get("overrides", {})),
         presets=presets,
+        rates=check.table(raw.get("rates", {}), "rates"),
     )
 
 

@@ -1,0 +1,184 @@
+"""The rate-measurement suite (issue 5): one-factor sweeps of Q, C_x* and T around a base point.
+
+A suite with a ``[rates]`` table is a grid of ordinary runs. Each cell sets
+  * Q (``rounds``): global iterations; the response is (1/Q) sum_{q<Q} ||grad F(x^q)||^2;
+  * C_x* (``coverage``): sub-model methods get :class:`FixedSegments` masks with that coverage
+    (10 clients at capacity 1/2, the paper's Fig. 4 design); full-model methods have C_x* = M;
+  * T (``steps``): local inner steps; estimators that unroll inner steps (RAFBO's
+    coordinate_fd) use the same T and beta (SPEC: T_fd = T);
+and the step sizes the theory prescribes (SPEC Corollary 1): alpha = alpha0 * sqrt(C / Q) with
+C the method's C_x*, and beta = min(beta_max, beta_ratio * alpha), a fixed two-timescale ratio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rabo_bench.algorithms import Algorithm
+from rabo_bench.engine.problems import make_problem, resolved_params
+from rabo_bench.engine.results import read_rows, run_file
+from rabo_bench.engine.runner import RunSink, RunSpec, execute_specs
+from rabo_bench.engine.suite import Suite, show_path
+from rabo_bench.federated.policies import FixedSegments, FullModel
+
+SWEEPS = ("rounds", "coverage", "steps")
+
+
+@dataclass(frozen=True)
+class RateGrid:
+    """The validated ``[rates]`` table of a suite."""
+
+    base: dict[str, int]
+    sweeps: dict[str, tuple[int, ...]]
+    alpha0: float
+    beta_ratio: float
+    beta_max: float
+
+    @classmethod
+    def parse(cls, suite: Suite) -> RateGrid:
+        where = f"{show_path(suite.path)}: rates"
+        raw = dict(suite.rates)
+
+        def fail(message: str) -> None:
+            raise ValueError(f"{where}.{message}")
+
+        allowed = {"coverage", "steps", "sweep", "alpha0", "beta_ratio", "beta_max"}
+        for key in set(raw) - allowed:
+            fail(f"{key} is not a key; allowed keys are {sorted(allowed)}")
+        base = {"rounds": suite.rounds}
+        for key in ("coverage", "steps"):
+            value = raw.get(key)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                fail(f"{key} = {value!r} must be a positive integer (the base point)")
+            base[key] = value
+        sweep = raw.get("sweep", {})
+        if not isinstance(sweep, dict) or set(sweep) - set(SWEEPS):
+            fail(f"sweep must be a table with keys among {list(SWEEPS)}")
+        sweeps = {}
+        for key, values in sweep.items():
+            ok = (
+                isinstance(values, list)
+                and values
+                and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values)
+            )
+            if not ok:
+                fail(f"sweep.{key} = {values!r} must be a non-empty list of positive integers")
+            sweeps[key] = tuple(values)
+        numbers = {}
+        for key in ("alpha0", "beta_ratio", "beta_max"):
+            value = raw.get(key)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+                fail(f"{key} = {value!r} must be a positive number")
+            numbers[key] = float(value)
+        half = len(suite.capacities) // 2  # two segments: C_x* <= M / 2
+        for c in (base["coverage"], *sweeps.get("coverage", ())):
+            if c > half:
+                fail(f"coverage {c} exceeds {half} (two segments over the clients)")
+        return cls(base, sweeps, **numbers)
+
+    def cells(self) -> list[tuple[str, dict[str, int]]]:
+        """(sweep, cell) pairs: each sweep varies one factor, the others stay at the base."""
+        return [
+            (factor, {**self.base, factor: value})
+            for factor, values in self.sweeps.items()
+            for value in values
+        ]
+
+    def step_sizes(self, coverage: int, rounds: int) -> tuple[float, float]:
+        alpha = self.alpha0 * math.sqrt(coverage / rounds)
+        return alpha, min(self.beta_max, self.beta_ratio * alpha)
+
+
+def _configure(algorithm: Algorithm, cell: dict[str, int], grid: RateGrid, clients: int):
+    """The algorithm at this grid cell, its effective C_x* and step sizes."""
+    full = isinstance(algorithm.policy, FullModel)
+    coverage = clients if full else cell["coverage"]
+    alpha, beta = grid.step_sizes(coverage, cell["rounds"])
+    outer: dict[str, Any] = {"lr": alpha}
+    estimator = getattr(algorithm.outer, "estimator", None)
+    if estimator is not None and {"steps", "lr"} <= {f.name for f in dataclasses.fields(estimator)}:
+        outer["estimator"] = {"steps": cell["steps"], "lr": beta}
+    configured = algorithm.with_overrides(
+        {"inner": {"steps": cell["steps"], "lr": beta}, "outer": outer}
+    )
+    if not full:
+        configured = dataclasses.replace(configured, policy=FixedSegments(coverage=coverage))
+    return configured, coverage, alpha, beta
+
+
+def rate_runs(suite: Suite, grid: RateGrid) -> list[tuple[str, dict[str, Any], RunSpec]]:
+    """(sweep, cell description, run spec) for every algorithm, seed and grid cell; full-model
+    methods skip the coverage sweep (their C_x* is M)."""
+    params = resolved_params(suite.problem, suite.problem_params)
+    clients = len(suite.capacities)
+    runs = []
+    for seed in suite.seeds:
+        for name in suite.algorithms:
+            base = suite.algorithm(name)
+            for sweep, cell in grid.cells():
+                if sweep == "coverage" and isinstance(base.policy, FullModel):
+                    continue
+                algo, coverage, alpha, beta = _configure(base, cell, grid, clients)
+                spec = RunSpec(
+                    suite.name,
+                    suite.problem,
+                    params,
+                    algo,
+                    suite.capacities,
+                    seed,
+                    cell["rounds"],
+                    1,
+                )
+                info = {**cell, "coverage": coverage, "alpha": alpha, "beta": beta}
+                runs.append((sweep, info, spec))
+    return runs
+
+
+def _response(path: Path, rounds: int) -> dict[str, float]:
+    rows = read_rows(path)
+    norms = [float(r["grad_norm_sq"]) for r in rows]
+    return {
+        "avg_grad_norm_sq": sum(norms[:rounds]) / rounds,  # rounds 0..Q-1: the theory's average
+        "final_grad_norm_sq": norms[rounds],
+        "cx_star": int(rows[-1]["coverage_x_min"]),
+    }
+
+
+def execute_rates(
+    suite: Suite,
+    out: Path,
+    sink: RunSink | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> pd.DataFrame:
+    """Run the grid (resuming what is on disk) and write ``<out>/rates.csv``."""
+    grid = RateGrid.parse(suite)
+    runs = rate_runs(suite, grid)
+    problem = make_problem(suite.problem, suite.problem_params)
+    execute_specs([spec for _, _, spec in runs], problem, out, sink, progress, echo)
+    table = pd.DataFrame(
+        [
+            {
+                "algorithm": spec.algorithm.name,
+                "seed": spec.seed,
+                "sweep": {"rounds": "Q", "coverage": "coverage", "steps": "T"}[sweep],
+                "Q": info["rounds"],
+                "coverage": info["coverage"],
+                "T": info["steps"],
+                "alpha": info["alpha"],
+                "beta": info["beta"],
+                "run_id": spec.run_id,
+                **_response(run_file(out, spec.run_id), spec.rounds),
+            }
+            for sweep, info, spec in runs
+        ]
+    )
+    table.to_csv(out / "rates.csv", index=False)
+    return table
