@@ -21,18 +21,14 @@ from rabo_bench.algorithms import Algorithm, register
 from rabo_bench.federated.context import ClientMasks
 from rabo_bench.federated.inner import JointLocalSGD
 from rabo_bench.federated.outer import NoOuterStep
-from rabo_bench.federated.policies import MaskPolicy, rows_mask
+from rabo_bench.federated.policies import MaskPolicy, prefix_rows, rows_mask
 from rabo_bench.params import Params
 from rabo_bench.submodel import ElementMask
 
 
-def _prefix(t: torch.Tensor, keep: int) -> torch.Tensor:
-    return torch.arange(keep)
-
-
 def matching_fraction(x: Params, y: Params, capacity: float) -> float:
     """Parameter fraction of the width-``capacity`` structured sub-model of (x, y)."""
-    kept = rows_mask(x, capacity, _prefix).numel() + rows_mask(y, capacity, _prefix).numel()
+    kept = rows_mask(x, capacity, prefix_rows).numel() + rows_mask(y, capacity, prefix_rows).numel()
     return kept / sum(t.numel() for t in (*x.values(), *y.values()))
 
 

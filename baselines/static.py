@@ -6,25 +6,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
 from rabo_bench.algorithms import Algorithm, register
 from rabo_bench.federated.context import ClientMasks
 from rabo_bench.federated.inner import JointLocalSGD
 from rabo_bench.federated.outer import NoOuterStep
-from rabo_bench.federated.policies import MaskPolicy, rows_mask
-
-
-def _prefix(t: torch.Tensor, keep: int) -> torch.Tensor:
-    return torch.arange(keep)
+from rabo_bench.federated.policies import MaskPolicy, prefix_rows, rows_mask
 
 
 @dataclass(frozen=True)
 class StaticPrefix(MaskPolicy):
-    name: ClassVar[str] = "static_prefix"
+    name: ClassVar[str] = "staticprefix_rows"
 
     def assign(self, x, y, capacities, round, rng) -> list[ClientMasks]:
-        return [ClientMasks(rows_mask(x, r, _prefix), rows_mask(y, r, _prefix)) for r in capacities]
+        return [
+            ClientMasks(rows_mask(x, r, prefix_rows), rows_mask(y, r, prefix_rows))
+            for r in capacities
+        ]
 
 
 register(

@@ -62,6 +62,11 @@ def rows_mask(params: Params, capacity: float, choose: RowChooser) -> Structured
     return StructuredMask.rows(params, rows)
 
 
+def prefix_rows(t: torch.Tensor, keep: int) -> torch.Tensor:
+    """Rows 0 .. keep - 1 (HeteroFL's static sub-models)."""
+    return torch.arange(keep)
+
+
 def largest_rows(order: int) -> RowChooser:
     """The rows of largest l_p norm; a stable sort breaks ties towards the lower index."""
 
