@@ -67,7 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit_rate = commands.add_parser(
         "fit-rate", help="fit rate exponents to RESULTS_DIR/rates.csv; tables and plots"
     )
-    fit_rate.add_argument("results_dir", type=Path, metavar="RESULTS_DIR")
+    fit_rate.add_argument(
+        "results_dir",
+        type=Path,
+        metavar="RESULTS_DIR",
+        help="a folder with the rate suite's rates.csv",
+    )
     return parser
 
 
@@ -102,6 +107,10 @@ def cmd_run(args: argparse.Namespace) -> None:
         )
         default = f"{suite.name}-{suite.preset}" if suite.preset else suite.name
         out = (args.out or REPO / "out" / default).resolve()
+        if suite.rates:
+            from rabo_bench.theory.rates import RateGrid
+
+            RateGrid.parse(suite)
     except (ValueError, OSError, tomllib.TOMLDecodeError) as err:
         fail(str(err))
     try:
@@ -118,6 +127,9 @@ def cmd_run(args: argparse.Namespace) -> None:
         sink = MlflowSink(args.mlflow_uri or default_uri(out), out / "mlartifacts")
     print(f"suite {suite.name} ({suite.path}), preset {suite.preset or '(none)'}")
     print(f"output folder: {out}")
+    if suite.rates:
+        _run_rates(suite, out, sink, progress=not args.no_progress)
+        return
     execute_suite(suite, out, sink, progress=not args.no_progress)
     text, summary_path = write_summary(out / "results.csv")
     print()
@@ -128,6 +140,18 @@ def cmd_run(args: argparse.Namespace) -> None:
     if sink is not None and sink.enabled:
         uri = sink.tracking_uri
         print(f"MLflow: {uri} (browse with: mlflow ui --backend-store-uri {uri})")
+
+
+def _run_rates(suite, out: Path, sink, progress: bool) -> None:
+    """A rate-measurement suite: run the grid, then fit and plot (SPEC §4)."""
+    from rabo_bench.theory.rates import execute_rates
+    from rabo_bench.theory.report import write_rate_report
+
+    table = execute_rates(suite, out, sink, progress=progress)
+    report = write_rate_report(table, out)
+    print()
+    print((out / "exponents.txt").read_text())
+    print(f"rates: {out / 'rates.csv'}; report: {report}; plots: {out / 'plots'}")
 
 
 def cmd_fit_rate(args: argparse.Namespace) -> None:

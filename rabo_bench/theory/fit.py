@@ -147,6 +147,17 @@ TABLE_COLUMNS = [
 ]  # fmt: skip
 
 
+def distinct_runs(rates: pd.DataFrame) -> pd.DataFrame:
+    """Each run once: rows equal in every rates.csv column but ``sweep`` and ``coverage``.
+
+    The base point is one run listed in every sweep, and FedMBO, which ignores the target
+    coverage, may be listed at each target with identical results; counting such rows more than
+    once would fake replicates and shrink the intervals. Rows of one sweep keep their order.
+    """
+    same_run = [c for c in RATE_COLUMNS if c not in ("sweep", "coverage") and c in rates]
+    return rates.drop_duplicates(same_run)
+
+
 def _table_rows(algorithm: str, fit: FitResult, factors: Sequence[str]) -> list[dict]:
     """One row per factor name (keys of FACTOR_COLUMNS) of one algorithm's fit."""
     shared = {"n": fit.n, "r2": fit.r2, "resid_sd": fit.resid_sd}
@@ -177,18 +188,23 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return table
 
 
+def _fit(runs: pd.DataFrame, columns: list[str], level: float, where: str) -> FitResult:
+    """``fit_power_law`` of the response; a ValueError says which fit failed."""
+    try:
+        return fit_power_law(runs, RESPONSE, columns, level)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
 def exponent_table(rates: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """Joint fit per algorithm: log avg ||grad F||^2 on log Q, log C_x* (measured), log T.
 
-    Uses every run of the algorithm across the sweeps; a run listed in several sweeps (the
-    base point) counts once: rows equal in every column but ``sweep`` are kept once.
+    Uses every distinct run of the algorithm across the sweeps (``distinct_runs``).
     Secondary to ``per_sweep_table``: it assumes one power law over the whole grid.
     """
-    unique = rates.drop_duplicates([c for c in rates.columns if c != "sweep"])
     rows = []
-    for algorithm, runs in unique.groupby("algorithm", sort=False):
-        factor_columns = list(FACTOR_COLUMNS.values())
-        fit = fit_power_law(runs, RESPONSE, factor_columns, level)
+    for algorithm, runs in distinct_runs(rates).groupby("algorithm", sort=False):
+        fit = _fit(runs, list(FACTOR_COLUMNS.values()), level, f"{algorithm}, joint fit")
         rows += _table_rows(str(algorithm), fit, list(FACTOR_COLUMNS))
     return _frame(rows)
 
@@ -197,15 +213,15 @@ def per_sweep_table(rates: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """The headline fit: each factor on its own one-factor sweep, the others held at the base.
 
     The design varies one factor at a time, so each exponent comes from the runs that vary it
-    and nothing else; sweeps an algorithm has no run in are left out. Identical rows (e.g.
-    FedMBO repeated at every coverage target, which it ignores) are kept once.
+    and nothing else; sweeps an algorithm has no run in are left out. Runs are counted once
+    within each sweep (``distinct_runs``), so the base point is in every sweep.
     """
     rows = []
-    for algorithm, runs in rates.drop_duplicates().groupby("algorithm", sort=False):
+    for algorithm, runs in rates.groupby("algorithm", sort=False):
         for factor, column in FACTOR_COLUMNS.items():
-            sweep = runs[runs["sweep"] == factor]
+            sweep = distinct_runs(runs[runs["sweep"] == factor])
             if not sweep.empty:
-                fit = fit_power_law(sweep, RESPONSE, [column], level)
+                fit = _fit(sweep, [column], level, f"{algorithm}, sweep {factor}")
                 rows += _table_rows(str(algorithm), fit, [factor])
     return _frame(rows)
 

@@ -30,8 +30,11 @@ def pareto_settings(dim: int, step: float) -> list[Setting]:
     neumann N in {2, 5, 10, 20, 40}; cg iterations in {1, 2, 5, 10, 20}; itd K in
     {2, 5, 10, 20, 40}; coordinate_fd mu in {1e-2, 1e-4} x steps in {5, 20}, with the full
     coordinate set (the default: no ``coordinates`` in the label) and with d/4 sampled ones;
-    gaussian_zo with 10 and 100 directions and 20 steps. 25 settings;
-    dims {10, 40, 160} take about 25 s on 2 cores.
+    gaussian_zo with 10 and 100 directions and 20 steps. 25 settings per dim.
+
+    Dims {10, 40, 160}: 7 s with one torch thread, 23 s with two on 2 idle cores; with another
+    process busy on the machine two threads oversubscribe and took 265 s, so run it with
+    ``OMP_NUM_THREADS=1`` (or ``torch.set_num_threads(1)``); measured on 2 cores.
     """
     return [
         *(Setting("neumann", {"terms": n, "eta": step}) for n in (2, 5, 10, 20, 40)),

@@ -17,7 +17,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from rabo_bench.theory.fit import DESIGN_CARD, FACTOR_COLUMNS, PREDICTED, RESPONSE
+from rabo_bench.theory.fit import (
+    DESIGN_CARD,
+    FACTOR_COLUMNS,
+    PREDICTED,
+    RESPONSE,
+    distinct_runs,
+)
 from rabo_bench.theory.pareto import pareto_flags
 
 FACTOR_LABELS = {
@@ -64,40 +70,55 @@ def _fit_row(fit_rows: pd.DataFrame, algorithm: str, factor: str) -> pd.Series |
     return rows.iloc[0]
 
 
+def _sweep_runs(rates: pd.DataFrame, factor: str) -> pd.DataFrame:
+    """The runs of one sweep; for the coverage sweep also, for each algorithm with a single C_x*
+    over all its runs and none in that sweep (a full-model method: FedMBO, C_x* = M), its runs
+    at the sweep's Q and T (the base point, taken from the other sweeps)."""
+    sweep = rates[rates["sweep"] == factor]
+    if factor == "coverage":
+        single = rates.groupby("algorithm", sort=False)["cx_star"].nunique() == 1
+        absent = set(single.index[single]) - set(sweep["algorithm"])
+        held = sweep[["Q", "T"]].drop_duplicates()
+        extra = rates[rates["algorithm"].isin(absent)].merge(held, on=["Q", "T"])
+        sweep = pd.concat([sweep, extra.assign(sweep=factor)], ignore_index=True)
+    return distinct_runs(sweep)
+
+
 def plot_factor(
     rates: pd.DataFrame, factor: str, fit_rows: pd.DataFrame, out_dir: Path
 ) -> list[Path]:
     """avg ||grad F||^2 against one factor on its own sweep, log-log, one colour per algorithm.
 
     Markers: the median over seeds; shaded: the 20-80% quantile band (whiskers where an
-    algorithm has one level, e.g. FedMBO at C_x* = 10). Solid: the fitted power law from
-    ``fit_rows`` (``per_sweep_table`` rows), drawn through the geometric centre of the fitted
-    runs, where a one-factor least-squares line in logs passes exactly; its band spans the lines
-    with the CI-end exponents through the same centre (slope uncertainty only, not the
-    intercept's). Dashed: the theory's slope (SPEC Corollary 1: -1/2, 0 for T) anchored at the
-    first median; dotted: the design card's slope where it differs (T: -1/2).
+    algorithm has one level, e.g. FedMBO at C_x* = 10 on the coverage plot). Solid: the fitted
+    power law from ``fit_rows`` (``per_sweep_table`` rows), drawn through the geometric centre
+    of the fitted runs, where a one-factor least-squares line in logs passes exactly; its band
+    spans the lines with the CI-end exponents through the same centre (slope uncertainty only,
+    not the intercept's). Dashed: the theory's slope (SPEC Corollary 1: -1/2, 0 for T) anchored
+    at the first median; dotted: the design card's slope where it differs (T: -1/2).
     """
     column = FACTOR_COLUMNS[factor]
-    sweep = rates[rates["sweep"] == factor].drop_duplicates()
+    sweep = _sweep_runs(rates, factor)
     fig = Figure(figsize=(5.5, 4.0))
     ax = fig.add_subplot()
-    style = _style(sweep["algorithm"])
+    style = _style(rates["algorithm"])
     for algorithm, runs in sweep.groupby("algorithm", sort=False):
         colour, marker = style[algorithm]
         q = _quantiles(runs, column)
         x, med = q.index.to_numpy(dtype=float), q[0.5].to_numpy()
+        label = f"{algorithm} (median, 20-80%)"
         if len(x) == 1:
             whiskers = [med - q[0.2].to_numpy(), q[0.8].to_numpy() - med]
-            ax.errorbar(x, med, yerr=whiskers, fmt=marker, color=colour, capsize=3)
-        else:
-            ax.fill_between(x, q[0.2], q[0.8], color=colour, alpha=0.18, linewidth=0)
-        ax.plot(x, med, marker, color=colour, label=f"{algorithm} (median, 20-80%)")
+            ax.errorbar(x, med, whiskers, fmt=marker, color=colour, capsize=3, label=label)
+            continue
+        ax.fill_between(x, q[0.2], q[0.8], color=colour, alpha=0.18, linewidth=0)
+        ax.plot(x, med, marker, color=colour, label=label)
         xs = np.geomspace(x.min(), x.max(), 50)
         ax.plot(xs, med[0] * (xs / x[0]) ** PREDICTED[factor], "--", color=colour, lw=1)
         if DESIGN_CARD[factor] != PREDICTED[factor]:
             ax.plot(xs, med[0] * (xs / x[0]) ** DESIGN_CARD[factor], ":", color=colour, lw=1)
         fit = _fit_row(fit_rows, algorithm, factor)
-        if fit is None or len(x) == 1:
+        if fit is None:
             continue
         used = runs[np.isfinite(runs[RESPONSE]) & (runs[RESPONSE] > 0)]
         centre_x = np.exp(np.log(used[column].to_numpy(dtype=float)).mean())
@@ -114,7 +135,7 @@ def plot_factor(
         labels.append(f"design card slope {Fraction(DESIGN_CARD[factor])}")
     ax.set(xscale="log", yscale="log", xlabel=FACTOR_LABELS[factor], ylabel=RESPONSE_LABEL)
     _log_ticks(ax, np.sort(sweep[column].unique().astype(float)))
-    ax.set_title(f"Rate in {factor} (others at the base point; 95% CI)", fontsize=10)
+    ax.set_title(f"Rate in {factor} (others at the base point)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(handles, labels, fontsize=7, loc="best")
     fig.tight_layout()
@@ -125,11 +146,11 @@ def plot_coverage_bars(rates: pd.DataFrame, out_dir: Path) -> list[Path]:
     """avg ||grad F||^2 per C_x* on the coverage sweep, like the paper's Fig. 4 (right).
 
     Bars: the median over seeds for each algorithm whose C_x* varies (RABO, RAFBO), error bars
-    the 20-80% quantiles; an algorithm with a single C_x* in the sweep (FedMBO, C_x* = 10) is a
-    dashed horizontal reference with its 20-80% band. Linear y axis, so bar heights compare.
+    the 20-80% quantiles; an algorithm with a single C_x* (FedMBO, C_x* = 10, at the base point)
+    is a dashed horizontal reference with its 20-80% band. Linear y axis: bar heights compare.
     """
-    sweep = rates[rates["sweep"] == "coverage"].drop_duplicates()
-    style = _style(sweep["algorithm"])
+    sweep = _sweep_runs(rates, "coverage")
+    style = _style(rates["algorithm"])
     spread = sweep.groupby("algorithm", sort=False)["cx_star"].nunique()
     bars, references = list(spread.index[spread > 1]), list(spread.index[spread == 1])
     levels = np.sort(sweep.loc[sweep["algorithm"].isin(bars), "cx_star"].unique())
@@ -148,7 +169,7 @@ def plot_coverage_bars(rates: pd.DataFrame, out_dir: Path) -> list[Path]:
         runs = sweep[sweep["algorithm"] == algorithm]
         low, med, high = runs[RESPONSE].quantile([0.2, 0.5, 0.8])
         colour = style[algorithm][0]
-        label = f"{algorithm} ($C_x^*$ = {runs['cx_star'].iloc[0]:g})"
+        label = f"{algorithm} ($C_x^*$ = {runs['cx_star'].iloc[0]:g}; median, 20-80%)"
         ax.axhline(med, color=colour, ls="--", lw=1.2, label=label)
         ax.axhspan(low, high, color=colour, alpha=0.12, lw=0)
     ax.set_xticks(np.arange(len(levels)), [f"{v:g}" for v in levels])

@@ -27,6 +27,7 @@ from rabo_bench.engine.results import read_rows, run_file
 from rabo_bench.engine.runner import RunSink, RunSpec, execute_specs
 from rabo_bench.engine.suite import Suite, show_path
 from rabo_bench.federated.policies import FixedSegments, FullModel
+from rabo_bench.theory.pareto import estimator_pareto
 
 SWEEPS = ("rounds", "coverage", "steps")
 
@@ -40,6 +41,7 @@ class RateGrid:
     alpha0: float
     beta_ratio: float
     beta_max: float
+    pareto_dims: tuple[int, ...] = ()
 
     @classmethod
     def parse(cls, suite: Suite) -> RateGrid:
@@ -49,7 +51,7 @@ class RateGrid:
         def fail(message: str) -> None:
             raise ValueError(f"{where}.{message}")
 
-        allowed = {"coverage", "steps", "sweep", "alpha0", "beta_ratio", "beta_max"}
+        allowed = {"coverage", "steps", "sweep", "alpha0", "beta_ratio", "beta_max", "pareto_dims"}
         for key in set(raw) - allowed:
             fail(f"{key} is not a key; allowed keys are {sorted(allowed)}")
         base = {"rounds": suite.rounds}
@@ -81,7 +83,7 @@ class RateGrid:
         for c in (base["coverage"], *sweeps.get("coverage", ())):
             if c > half:
                 fail(f"coverage {c} exceeds {half} (two segments over the clients)")
-        return cls(base, sweeps, **numbers)
+        return cls(base, sweeps, **numbers, pareto_dims=tuple(raw.get("pareto_dims", ())))
 
     def cells(self) -> list[tuple[str, dict[str, int]]]:
         """(sweep, cell) pairs: each sweep varies one factor, the others stay at the base."""
@@ -158,8 +160,13 @@ def execute_rates(
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> pd.DataFrame:
-    """Run the grid (resuming what is on disk) and write ``<out>/rates.csv``."""
+    """Run the grid (resuming what is on disk) and write ``<out>/rates.csv``; with
+    ``pareto_dims``, also the estimator accuracy-cost table ``<out>/pareto.csv`` (once)."""
     grid = RateGrid.parse(suite)
+    pareto_path = out / "pareto.csv"
+    if grid.pareto_dims and not pareto_path.exists():
+        echo(f"estimator accuracy against cost at d = {list(grid.pareto_dims)}")
+        estimator_pareto(grid.pareto_dims, seed=0).to_csv(pareto_path, index=False)
     runs = rate_runs(suite, grid)
     problem = make_problem(suite.problem, suite.problem_params)
     execute_specs([spec for _, _, spec in runs], problem, out, sink, progress, echo)
