@@ -172,8 +172,9 @@ def _table_rows(algorithm: str, fit: FitResult, factors: Sequence[str]) -> list[
             low, high = fit.ci[column]
             row |= {"exponent": fit.exponents[column], "se": fit.std_errors[column]}
             row |= {"ci_low": low, "ci_high": high, "note": dropped}
-            row["theory in CI"] = bool(low <= PREDICTED[factor] <= high)
-            row["design card in CI"] = bool(low <= DESIGN_CARD[factor] <= high)
+            if np.isfinite(low) and np.isfinite(high):  # no CI when n <= p: leave it empty
+                row["theory in CI"] = bool(low <= PREDICTED[factor] <= high)
+                row["design card in CI"] = bool(low <= DESIGN_CARD[factor] <= high)
         else:
             note = f"not varied ({column} = {fit.constant[column]:g})"
             row["note"] = "; ".join(filter(None, [note, dropped]))
