@@ -31,4 +31,4 @@ clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
 
 estimators: $(STAMP)
-	$(BIN)/python -m rabo_bench.demo
+	$(BIN)/python -m rabo_bench.estimator_table

@@ -83,6 +83,7 @@ class QuadraticBilevel(BilevelProblem):
             return torch.randn(*shape, generator=rng, dtype=dt)
 
         self.H = blend(spd(cfg.mu_g, cfg.L_g), lambda: spd(cfg.mu_g, cfg.L_g))
+
         def coupling_draw(*shape: int) -> torch.Tensor:
             return cfg.coupling * gauss(*shape) / dx**0.5
 

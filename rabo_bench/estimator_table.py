@@ -1,7 +1,8 @@
-"""``make demo``: the six hypergradient estimators against closed forms on two synthetic problems.
+"""``make estimators``: the six hypergradient estimators against closed forms on two problems.
 
 Prints one table (relative error to grad F, oracle calls, wall time per estimator setting) and
-writes it as markdown to ``out/demo/estimators.md`` in the project root. Seconds on a laptop CPU.
+writes it as markdown to ``out/estimators/estimators.md`` in the project root. Seconds on a
+laptop CPU.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from rabo_bench.hypergrad.compare import Setting, compare_estimators, to_markdow
 from rabo_bench.problems import LogisticHyperProblem, QuadraticBilevel
 
 SEED = 0
-OUT_DIR = Path(__file__).resolve().parent.parent / "out" / "demo"
+OUT_DIR = Path(__file__).resolve().parent.parent / "out" / "estimators"
 
 
 def logistic_inner_lr(problem: LogisticHyperProblem) -> float:
@@ -24,7 +25,7 @@ def logistic_inner_lr(problem: LogisticHyperProblem) -> float:
     (every x_k = ``log_lambda_init``).
 
     L bounds d^2_yy G everywhere (softplus'' <= 1/4), so gradient descent with this step size
-    converges on the inner problem. x stays at its initial value in the demo.
+    converges on the inner problem. x stays at its initial value here.
     """
     gram = sum(a.T @ a / len(a) for a, _ in problem.train) / problem.num_clients
     lam_max = torch.exp(torch.tensor(problem.config.log_lambda_init))
@@ -32,7 +33,7 @@ def logistic_inner_lr(problem: LogisticHyperProblem) -> float:
 
 
 def estimator_settings(step: float, dim_x: int) -> list[Setting]:
-    """The demo's cost sweep; ``step`` = 1 / L_g is both the Neumann eta and the inner lr."""
+    """The cost sweep; ``step`` = 1 / L_g is both the Neumann eta and the inner lr."""
     unrolled = {"lr": step}
     fd = {"lr": step, "mu": 1e-4}
     return [
