@@ -7,7 +7,9 @@ A suite with a ``[rates]`` table is a grid of ordinary runs. Each cell sets
   * T (``steps``): local inner steps; estimators that unroll inner steps (RAFBO's
     coordinate_fd) use the same T and beta (SPEC: T_fd = T);
 and the step sizes the theory prescribes (SPEC Corollary 1): alpha = alpha0 * sqrt(C / Q) with
-C the method's C_x*, and beta = min(beta_max, beta_ratio * alpha), a fixed two-timescale ratio.
+C the method's C_x*, and beta = min(beta_max, beta_ratio * alpha), a fixed two-timescale ratio;
+with ``terms_per_log_q`` the Neumann depth grows as N = ceil(terms_per_log_q * ln Q) (the
+Corollary's N = O(log Q), so the Neumann bias b^2 does not put a floor under the rate).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class RateGrid:
     beta_ratio: float
     beta_max: float
     pareto_dims: tuple[int, ...] = ()
+    terms_per_log_q: float | None = None
 
     @classmethod
     def parse(cls, suite: Suite) -> RateGrid:
@@ -52,6 +55,7 @@ class RateGrid:
             raise ValueError(f"{where}.{message}")
 
         allowed = {"coverage", "steps", "sweep", "alpha0", "beta_ratio", "beta_max", "pareto_dims"}
+        allowed.add("terms_per_log_q")
         for key in set(raw) - allowed:
             fail(f"{key} is not a key; allowed keys are {sorted(allowed)}")
         base = {"rounds": suite.rounds}
@@ -74,7 +78,8 @@ class RateGrid:
                 fail(f"sweep.{key} = {values!r} must be a non-empty list of positive integers")
             sweeps[key] = tuple(values)
         numbers = {}
-        for key in ("alpha0", "beta_ratio", "beta_max"):
+        optional = ("terms_per_log_q",) if "terms_per_log_q" in raw else ()
+        for key in ("alpha0", "beta_ratio", "beta_max", *optional):
             value = raw.get(key)
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
                 fail(f"{key} = {value!r} must be a positive number")
@@ -93,6 +98,11 @@ class RateGrid:
             for value in values
         ]
 
+    def neumann_terms(self, rounds: int) -> int | None:
+        if self.terms_per_log_q is None:
+            return None
+        return max(1, math.ceil(self.terms_per_log_q * math.log(rounds)))
+
     def step_sizes(self, coverage: int, rounds: int) -> tuple[float, float]:
         alpha = self.alpha0 * math.sqrt(coverage / rounds)
         return alpha, min(self.beta_max, self.beta_ratio * alpha)
@@ -105,8 +115,16 @@ def _configure(algorithm: Algorithm, cell: dict[str, int], grid: RateGrid, clien
     alpha, beta = grid.step_sizes(coverage, cell["rounds"])
     outer: dict[str, Any] = {"lr": alpha}
     estimator = getattr(algorithm.outer, "estimator", None)
-    if estimator is not None and {"steps", "lr"} <= {f.name for f in dataclasses.fields(estimator)}:
-        outer["estimator"] = {"steps": cell["steps"], "lr": beta}
+    terms = grid.neumann_terms(cell["rounds"])
+    if estimator is not None:
+        names = {f.name for f in dataclasses.fields(estimator)}
+        settings = {"steps": cell["steps"], "lr": beta} if {"steps", "lr"} <= names else {}
+        if terms is not None and "terms" in names:
+            settings["terms"] = terms
+        if settings:
+            outer["estimator"] = settings
+    elif terms is not None and "terms" in {f.name for f in dataclasses.fields(algorithm.outer)}:
+        outer["terms"] = terms
     configured = algorithm.with_overrides(
         {"inner": {"steps": cell["steps"], "lr": beta}, "outer": outer}
     )
