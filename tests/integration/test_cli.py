@@ -16,21 +16,12 @@ from rabo_bench.algorithms import display_name
 from rabo_bench.cli import main
 from rabo_bench.engine.results import COLUMNS, read_rows
 from rabo_bench.engine.suite import SUITES_DIR, read_toml
+from tests.cli import run_cli
 
 SMOKE = ["run", "synthetic", "--preset", "smoke", "--no-progress"]
 SYNTHETIC = (SUITES_DIR / "synthetic.toml").read_text()
 SUITE_ALGORITHMS = tuple(read_toml(SUITES_DIR / "synthetic.toml")["algorithms"])
 RUNS = 2 * len(SUITE_ALGORITHMS)  # the smoke preset has two seeds
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    """``main(args)`` in-process: (exit code, stdout, stderr)."""
-    try:
-        code = main(list(args))
-    except SystemExit as stop:
-        code = stop.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def suite_file(tmp_path: Path, old: str, new: str) -> str:

@@ -31,6 +31,7 @@ from rabo_bench.theory.fit import (
     to_text,
 )
 from rabo_bench.theory.pareto import estimator_pareto, pareto_flags
+from tests.cli import run_cli
 
 BASE = {"Q": 64, "coverage": 3, "T": 2}
 LEVELS = {"Q": [16, 32, 64, 128, 256, 512], "coverage": [1, 2, 3, 4, 5], "T": [1, 2, 5, 10]}
@@ -253,15 +254,6 @@ def test_fit_rate_writes_tables_and_plots(fit_rate_run):
             path = results / "plots" / f"{stem}{suffix}"
             assert path.is_file() and path.stat().st_size > 1000, path
         assert f"plots/{stem}.png" in markdown
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as stop:
-        code = stop.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_fit_rate_prints_the_tables(tmp_path, capsys):
