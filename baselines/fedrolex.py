@@ -9,10 +9,8 @@ from typing import ClassVar
 
 import torch
 
-from rabo_bench.algorithms import Algorithm, register
+from rabo_bench.algorithms import register, single_level
 from rabo_bench.federated.context import ClientMasks
-from rabo_bench.federated.inner import JointLocalSGD
-from rabo_bench.federated.outer import NoOuterStep
 from rabo_bench.federated.policies import MaskPolicy, rows_mask
 
 
@@ -28,11 +26,9 @@ class RollingWindow(MaskPolicy):
 
 
 register(
-    Algorithm(
-        name="fedrolex",
-        description="FedRolex: rolling channel window advancing one channel per round, joint SGD",
-        policy=RollingWindow(),
-        inner=JointLocalSGD(steps=10, lr=0.01),
-        outer=NoOuterStep(),
+    single_level(
+        "fedrolex",
+        "FedRolex: rolling channel window advancing one channel per round, joint SGD",
+        RollingWindow(),
     )
 )

@@ -17,10 +17,8 @@ from typing import ClassVar
 
 import torch
 
-from rabo_bench.algorithms import Algorithm, register
+from rabo_bench.algorithms import register, single_level
 from rabo_bench.federated.context import ClientMasks
-from rabo_bench.federated.inner import JointLocalSGD
-from rabo_bench.federated.outer import NoOuterStep
 from rabo_bench.federated.policies import MaskPolicy, prefix_rows, rows_mask
 from rabo_bench.params import Params
 from rabo_bench.submodel import ElementMask
@@ -60,11 +58,9 @@ class GlobalTopK(MaskPolicy):
 
 
 register(
-    Algorithm(
-        name="fiarse",
-        description="FIARSE: global top-k |theta| sub-models, surrogate mask gradient, joint SGD",
-        policy=GlobalTopK(),
-        inner=JointLocalSGD(steps=10, lr=0.01),
-        outer=NoOuterStep(),
+    single_level(
+        "fiarse",
+        "FIARSE: global top-k |theta| sub-models, surrogate mask gradient, joint SGD",
+        GlobalTopK(),
     )
 )

@@ -4,18 +4,14 @@ keeps the ceil(r C) rows of largest l2 norm in the current global model (RABO's 
 trained single-level and aggregated over holders. Reports must label it "OAP (our
 interpretation)"."""
 
-from rabo_bench.algorithms import Algorithm, register
-from rabo_bench.federated.inner import JointLocalSGD
-from rabo_bench.federated.outer import NoOuterStep
+from rabo_bench.algorithms import register, single_level
 from rabo_bench.federated.policies import ChannelImportance
 
 register(
-    Algorithm(
-        name="oap",
-        description="OAP (our interpretation): per-round top-norm channels, single-level joint SGD",
-        policy=ChannelImportance(),
-        inner=JointLocalSGD(steps=10, lr=0.01),
-        outer=NoOuterStep(),
+    single_level(
+        "oap",
+        "OAP (our interpretation): per-round top-norm channels, single-level joint SGD",
+        ChannelImportance(),
         label="oap (our interpretation)",
     )
 )

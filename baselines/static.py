@@ -6,10 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rabo_bench.algorithms import Algorithm, register
+from rabo_bench.algorithms import register, single_level
 from rabo_bench.federated.context import ClientMasks
-from rabo_bench.federated.inner import JointLocalSGD
-from rabo_bench.federated.outer import NoOuterStep
 from rabo_bench.federated.policies import MaskPolicy, prefix_rows, rows_mask
 
 
@@ -25,11 +23,9 @@ class StaticPrefix(MaskPolicy):
 
 
 register(
-    Algorithm(
-        name="static",
-        description="Static (HeteroFL): fixed channel prefix per width, single-level joint SGD",
-        policy=StaticPrefix(),
-        inner=JointLocalSGD(steps=10, lr=0.01),
-        outer=NoOuterStep(),
+    single_level(
+        "static",
+        "Static (HeteroFL): fixed channel prefix per width, single-level joint SGD",
+        StaticPrefix(),
     )
 )

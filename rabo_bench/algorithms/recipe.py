@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any
 
-from rabo_bench.federated.inner import InnerSolver
-from rabo_bench.federated.outer import OuterStep
+from rabo_bench.federated.inner import InnerSolver, JointLocalSGD
+from rabo_bench.federated.outer import NoOuterStep, OuterStep
 from rabo_bench.federated.policies import MaskPolicy
 from rabo_bench.hypergrad import HypergradientEstimator, make_estimator
 
@@ -97,3 +97,14 @@ class Algorithm:
             for key, value in overrides.items()
         }
         return replace(self, **parts)
+
+
+def single_level(
+    name: str, description: str, policy: MaskPolicy, label: str | None = None
+) -> Algorithm:
+    """A single-level sub-model baseline (SPEC §6): ``policy`` picks the sub-models, clients
+    train (x, y) jointly on the task loss with 10 local SGD steps at lr 0.01, and there is no
+    outer step. Only the mask rule differs between Static, FedRolex, FIARSE, OAP and FedAvg."""
+    return Algorithm(
+        name, description, policy, JointLocalSGD(steps=10, lr=0.01), NoOuterStep(), label
+    )
