@@ -1,6 +1,6 @@
-"""FedRolex (SPEC §6): a rolling window of ceil(r C) rows whose start advances by one row per
-round and wraps, {(q + c) mod C : c < ceil(r C)}; all clients share the start in a round.
-Single-level joint training, aggregation over holders."""
+"""FedRolex (SPEC §6): per channel layer, a rolling window of ceil(r C) channels whose start
+advances by one channel per round and wraps, {(q + c) mod C : c < ceil(r C)}; all clients
+share the start in a round. Single-level joint training, aggregation over holders."""
 
 from __future__ import annotations
 
@@ -11,18 +11,20 @@ import torch
 
 from rabo_bench.algorithms import register, single_level
 from rabo_bench.federated.context import ClientMasks
-from rabo_bench.federated.policies import MaskPolicy, rows_mask
+from rabo_bench.federated.policies import MaskPolicy, layer_masks
+from rabo_bench.submodel.channels import ChannelLayers
 
 
 @dataclass(frozen=True)
 class RollingWindow(MaskPolicy):
     name: ClassVar[str] = "rolling_window"
 
-    def assign(self, x, y, capacities, round, rng) -> list[ClientMasks]:
-        def window(t: torch.Tensor, keep: int) -> torch.Tensor:
-            return (round + torch.arange(keep)) % t.shape[0]
+    def assign(self, x, y, capacities, round, rng, layers=None) -> list[ClientMasks]:
+        def window(layer, x, y, keep: int) -> torch.Tensor:
+            return (round + torch.arange(keep)) % layer.size
 
-        return [ClientMasks(rows_mask(x, r, window), rows_mask(y, r, window)) for r in capacities]
+        layers = layers or ChannelLayers.rows_of(x, y)
+        return [layer_masks(layers, x, y, r, window) for r in capacities]
 
 
 register(

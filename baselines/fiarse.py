@@ -19,14 +19,19 @@ import torch
 
 from rabo_bench.algorithms import register, single_level
 from rabo_bench.federated.context import ClientMasks
-from rabo_bench.federated.policies import MaskPolicy, prefix_rows, rows_mask
+from rabo_bench.federated.policies import MaskPolicy, layer_masks, prefix_channels
 from rabo_bench.params import Params
 from rabo_bench.submodel import ElementMask
+from rabo_bench.submodel.channels import ChannelLayers
 
 
-def matching_fraction(x: Params, y: Params, capacity: float) -> float:
+def matching_fraction(
+    x: Params, y: Params, capacity: float, layers: ChannelLayers | None = None
+) -> float:
     """Parameter fraction of the width-``capacity`` structured sub-model of (x, y)."""
-    kept = rows_mask(x, capacity, prefix_rows).numel() + rows_mask(y, capacity, prefix_rows).numel()
+    layers = layers or ChannelLayers.rows_of(x, y)
+    masks = layer_masks(layers, x, y, capacity, prefix_channels)
+    kept = masks.x.numel() + masks.y.numel()
     return kept / sum(t.numel() for t in (*x.values(), *y.values()))
 
 
@@ -53,8 +58,10 @@ def global_top_k(x: Params, y: Params, fraction: float) -> tuple[ElementMask, El
 class GlobalTopK(MaskPolicy):
     name: ClassVar[str] = "global_top_k"
 
-    def assign(self, x, y, capacities, round, rng) -> list[ClientMasks]:
-        return [ClientMasks(*global_top_k(x, y, matching_fraction(x, y, r))) for r in capacities]
+    def assign(self, x, y, capacities, round, rng, layers=None) -> list[ClientMasks]:
+        return [
+            ClientMasks(*global_top_k(x, y, matching_fraction(x, y, r, layers))) for r in capacities
+        ]
 
 
 register(

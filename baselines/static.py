@@ -1,5 +1,5 @@
-"""Static (HeteroFL; SPEC §6): every parameter keeps rows (output channels) 0 .. ceil(r C) - 1,
-the same prefix in every round; single-level joint training, aggregation over holders."""
+"""Static (HeteroFL; SPEC §6): every channel layer keeps channels 0 .. ceil(r C) - 1, the same
+prefix in every round; single-level joint training, aggregation over holders."""
 
 from __future__ import annotations
 
@@ -8,18 +8,17 @@ from typing import ClassVar
 
 from rabo_bench.algorithms import register, single_level
 from rabo_bench.federated.context import ClientMasks
-from rabo_bench.federated.policies import MaskPolicy, prefix_rows, rows_mask
+from rabo_bench.federated.policies import MaskPolicy, layer_masks, prefix_channels
+from rabo_bench.submodel.channels import ChannelLayers
 
 
 @dataclass(frozen=True)
 class StaticPrefix(MaskPolicy):
-    name: ClassVar[str] = "staticprefix_rows"
+    name: ClassVar[str] = "static_prefix"
 
-    def assign(self, x, y, capacities, round, rng) -> list[ClientMasks]:
-        return [
-            ClientMasks(rows_mask(x, r, prefix_rows), rows_mask(y, r, prefix_rows))
-            for r in capacities
-        ]
+    def assign(self, x, y, capacities, round, rng, layers=None) -> list[ClientMasks]:
+        layers = layers or ChannelLayers.rows_of(x, y)
+        return [layer_masks(layers, x, y, r, prefix_channels) for r in capacities]
 
 
 register(

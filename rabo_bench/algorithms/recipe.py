@@ -100,11 +100,15 @@ class Algorithm:
 
 
 def single_level(
-    name: str, description: str, policy: MaskPolicy, label: str | None = None
+    name: str,
+    description: str,
+    policy: MaskPolicy,
+    label: str | None = None,
+    loss: str = "task",
 ) -> Algorithm:
-    """A single-level sub-model baseline (SPEC §6): ``policy`` picks the sub-models, clients
-    train (x, y) jointly on the task loss with 10 local SGD steps at lr 0.01, and there is no
-    outer step. Only the mask rule differs between Static, FedRolex, FIARSE, OAP and FedAvg."""
-    return Algorithm(
-        name, description, policy, JointLocalSGD(steps=10, lr=0.01), NoOuterStep(), label
-    )
+    """A single-level baseline (SPEC §6): ``policy`` picks the sub-models, clients train (x, y)
+    jointly on the problem's single-level ``loss`` with 10 local SGD steps at lr 0.01, and
+    there is no outer step. Only the mask rule differs between Static, FedRolex, FIARSE, OAP
+    and FedAvg; Dist-ProtoNet and Dist-MAML are FedAvg with another loss."""
+    inner = JointLocalSGD(steps=10, lr=0.01, loss=loss)
+    return Algorithm(name, description, policy, inner, NoOuterStep(), label)

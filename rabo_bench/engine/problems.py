@@ -18,10 +18,14 @@ from rabo_bench.problems import (
     QuadraticBilevel,
     QuadraticConfig,
 )
+from rabo_bench.problems.fewshot import FewShotConfig, FewShotProblem
+from rabo_bench.problems.loss_tuning import LossTuningConfig, LossTuningProblem
 
 PROBLEMS: dict[str, tuple[type, type]] = {
     "quadratic": (QuadraticConfig, QuadraticBilevel),
     "logistic": (LogisticConfig, LogisticHyperProblem),
+    "omniglot": (FewShotConfig, FewShotProblem),
+    "cifar_lt": (LossTuningConfig, LossTuningProblem),
 }
 
 

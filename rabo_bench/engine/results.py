@@ -15,13 +15,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-IDENTITY = ("suite", "run_id", "algorithm", "seed", "round")
-METRICS = ("upper_loss", "grad_norm_sq", "inner_error", "accuracy")
+IDENTITY = ("suite", "setting", "run_id", "algorithm", "seed", "round")
+METRICS = ("upper_loss", "grad_norm_sq", "inner_error", "accuracy", "accuracy_ci95")
+DETAILS = ("details",)  # JSON: problem-specific metrics (per-class accuracy, learned values)
 ORACLES = ("grad_f", "grad_g", "hvp", "jvp")
 COSTS = ("oracle_calls", "params_up", "params_down", "bytes_up", "bytes_down")
 COVERAGE = ("coverage_x_min", "coverage_y_min", "coverage_x_hist", "coverage_y_hist")
 TIMING = ("wall_time_s",)
-COLUMNS = IDENTITY + METRICS + ORACLES + COSTS + COVERAGE + TIMING
+COLUMNS = IDENTITY + METRICS + ORACLES + COSTS + COVERAGE + TIMING + DETAILS
 # Numeric columns mirrored to MLflow as per-round metrics.
 NUMERIC = METRICS + ORACLES + COSTS + ("coverage_x_min", "coverage_y_min") + TIMING
 

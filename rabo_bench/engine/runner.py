@@ -57,10 +57,13 @@ class RunSpec:
     seed: int
     rounds: int
     eval_every: int
+    setting: str = ""  # the suite's [settings] variant, if it has them
 
     def config(self) -> dict[str, Any]:
         """The resolved configuration; its hash is the run id."""
+        named = {"setting": self.setting} if self.setting else {}
         return {
+            **named,
             "suite": self.suite,
             "problem": {"name": self.problem, **self.problem_params},
             "algorithm": self.algorithm.to_dict(),
@@ -82,22 +85,27 @@ class RunSpec:
 
 
 def expand(suite: Suite) -> list[RunSpec]:
-    """The suite's runs, seed-major (all algorithms of seed 0 first)."""
-    params = resolved_params(suite.problem, suite.problem_params)
-    return [
-        RunSpec(
-            suite.name,
-            suite.problem,
-            params,
-            suite.algorithm(name),
-            suite.capacities,
-            seed,
-            suite.rounds,
-            suite.eval_every,
+    """The suite's runs: setting by setting, seed-major within a setting (all algorithms of
+    seed 0 first)."""
+    specs = []
+    for variant in suite.variants():
+        params = resolved_params(variant.problem, variant.problem_params)
+        specs.extend(
+            RunSpec(
+                variant.name,
+                variant.problem,
+                params,
+                variant.algorithm(name),
+                variant.capacities,
+                seed,
+                variant.rounds,
+                variant.eval_every,
+                variant.setting,
+            )
+            for seed in variant.seeds
+            for name in variant.algorithms
         )
-        for seed in suite.seeds
-        for name in suite.algorithms
-    ]
+    return specs
 
 
 class _Accumulator:
@@ -151,13 +159,15 @@ def execute_run(
     acc = _Accumulator(problem.dtype.itemsize)
     identity = {
         "suite": spec.suite,
+        "setting": spec.setting,
         "run_id": spec.run_id,
         "algorithm": spec.algorithm.name,
         "seed": spec.seed,
     }
 
     def row(q: int) -> Row:
-        metrics = problem.evaluate(*run.params)
+        evaluate = problem.evaluate_final if q == spec.rounds else problem.evaluate
+        metrics = evaluate(*run.params)
         return {**identity, "round": q, **metrics, **acc.costs()}
 
     rows = [row(0)]
@@ -186,27 +196,40 @@ def execute_suite(
     echo: Callable[[str], None] = print,
 ) -> list[RunSpec]:
     """Execute the suite's runs that are not on disk yet (see :func:`execute_specs`)."""
-    specs = expand(suite)
-    problem = make_problem(suite.problem, suite.problem_params)
-    return execute_specs(specs, problem, out, sink, progress, echo)
+    return execute_specs(expand(suite), ProblemCache(), out, sink, progress, echo)
+
+
+class ProblemCache:
+    """Builds each distinct problem setting once, and only when a run needs it (loading a
+    data set takes seconds; a resumed suite with nothing left to do loads nothing)."""
+
+    def __init__(self) -> None:
+        self._built: dict[str, BilevelProblem] = {}
+
+    def __call__(self, spec: RunSpec) -> BilevelProblem:
+        key = _digest({"name": spec.problem, **spec.problem_params})
+        if key not in self._built:
+            self._built[key] = make_problem(spec.problem, spec.problem_params)
+        return self._built[key]
 
 
 def execute_specs(
     specs: list[RunSpec],
-    problem: BilevelProblem,
+    problem: BilevelProblem | Callable[[RunSpec], BilevelProblem],
     out: Path,
     sink: RunSink | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> list[RunSpec]:
     """Execute the runs not on disk yet, write each as it finishes, mirror it to ``sink`` and
-    rebuild ``<out>/results.csv`` from ``specs`` (a run listed twice is executed once)."""
+    rebuild ``<out>/results.csv`` from ``specs`` (a run listed twice is executed once).
+    ``problem`` is the problem of every run, or a function giving each run's problem."""
     from tqdm import tqdm
 
     check_writable(out)
     for spec in specs:
         path = run_file(out, spec.run_id)
-        label = f"{spec.algorithm.name} seed={spec.seed}"
+        label = f"{spec.setting} {spec.algorithm.name} seed={spec.seed}".lstrip()
         if path.exists():
             echo(f"skipped {label} (run {spec.run_id}): already in {path.parent}")
         else:
@@ -215,7 +238,8 @@ def execute_specs(
             with tqdm(
                 total=spec.rounds, desc=label, file=sys.stderr, disable=not progress, unit="round"
             ) as bar:
-                rows = execute_run(spec, problem, lambda b=bar: b.update(1))
+                instance = problem if isinstance(problem, BilevelProblem) else problem(spec)
+                rows = execute_run(spec, instance, lambda b=bar: b.update(1))
             write_csv_atomic(path, rows)
         if sink is not None:
             sink.log_run(spec, read_rows(path), path)

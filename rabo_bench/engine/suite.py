@@ -11,7 +11,7 @@ import math
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,9 @@ TOP_KEYS = (
     "overrides",
     "presets",
     "rates",
+    "settings",
 )
+SETTING_KEYS = ("problem", "capacities", "overrides", "algorithms", "rounds", "eval_every")
 REQUIRED = ("rounds", "algorithms", "capacities", "problem")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -60,6 +62,12 @@ class Suite:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     presets: tuple[str, ...] = ()
     rates: dict[str, Any] = field(default_factory=dict)  # a rate-measurement grid (theory/)
+    setting: str = ""  # the name of this variant of a suite with [settings]
+    settings: tuple[Suite, ...] = ()  # one validated Suite per [settings.NAME] table
+
+    def variants(self) -> tuple[Suite, ...]:
+        """The settings to run: the [settings] variants, or the suite itself."""
+        return self.settings or (self,)
 
     def algorithm(self, name: str) -> Algorithm:
         return algorithms.get(name, self.overrides.get(name))
@@ -119,11 +127,12 @@ def _is_number(value: Any) -> bool:
 class _Checker:
     """Raises ``ValueError("<file>: <message>")``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, context: str = "") -> None:
         self.where = show_path(path)
+        self.context = context  # e.g. "settings.5w1s: " for a setting's resolved table
 
     def fail(self, message: str) -> None:
-        raise ValueError(f"{self.where}: {message}")
+        raise ValueError(f"{self.where}: {self.context}{message}")
 
     def positive_int(self, raw: dict, key: str, default: int | None = None) -> int:
         value = raw.get(key, default)
@@ -251,14 +260,39 @@ def load_suite(
     name = check.string(raw.get("name", path.stem), "name")
     if not _SAFE_NAME.match(name):
         check.fail(f"name = {name!r} may use only letters, digits, '_', '.', '-'")
+    if algorithm_names is not None:
+        _check_cli_algorithms(algorithm_names)
+    settings = check.table(raw.pop("settings", {}), "settings")
+    base = _build(check, raw, name, path, preset, presets, "")
+    variants = []
+    for setting, patch in settings.items():
+        if not _SAFE_NAME.match(setting):
+            check.fail(f"setting name {setting!r} may use only letters, digits, '_', '.', '-'")
+        patch = check.table(patch, f"settings.{setting}")
+        check.unknown_keys(patch, SETTING_KEYS, f"settings.{setting}.")
+        if algorithm_names is not None:
+            patch.pop("algorithms", None)
+        sub = _Checker(path, f"settings.{setting}: ")
+        variants.append(_build(sub, deep_merge(raw, patch), name, path, preset, presets, setting))
+    return replace(base, settings=tuple(variants))
+
+
+def _build(
+    check: _Checker,
+    raw: dict[str, Any],
+    name: str,
+    path: Path,
+    preset: str | None,
+    presets: tuple[str, ...],
+    setting: str,
+) -> Suite:
+    """One validated Suite from the resolved table ``raw``."""
     problem = check.table(raw["problem"], "problem")
     problem_name = check.string(problem.pop("name", None), "problem.name")
     try:
         config = problem_config(problem_name, problem, where="problem.")
     except ValueError as err:
         check.fail(str(err))
-    if algorithm_names is not None:
-        _check_cli_algorithms(algorithm_names)
     return Suite(
         name=name,
         description=check.string(raw.get("description", ""), "description"),
@@ -274,6 +308,7 @@ def load_suite(
         overrides=_overrides(check, raw.get("overrides", {})),
         presets=presets,
         rates=check.table(raw.get("rates", {}), "rates"),
+        setting=setting,
     )
 
 

@@ -70,13 +70,14 @@ class FederatedRun:
         self.problem, self.algorithm = problem, algorithm
         self.capacities, self.run_key = tuple(capacities), run_key
         self.x, self.y = problem.init_params(derive_generator(run_key, "init"))
+        self.layers = problem.channel_layers(self.x, self.y)
         self.round = 0
 
     def step(self) -> RoundReport:
         ctx = RoundContext(self.problem, self.round, self.capacities, self.run_key)
         algo = self.algorithm
         masks = algo.policy.assign(
-            self.x, self.y, self.capacities, self.round, ctx.rng(None, "masks")
+            self.x, self.y, self.capacities, self.round, ctx.rng(None, "masks"), self.layers
         )
         x_mid, y_next = algo.inner.run(ctx, self.x, self.y, masks)
         x_next = algo.outer.run(ctx, x_mid, y_next, masks)

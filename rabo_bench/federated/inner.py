@@ -97,6 +97,7 @@ class JointLocalSGD(InnerSolver):
     name: ClassVar[str] = "joint_local_sgd"
     steps: int = 10
     lr: float = 0.01
+    loss: str = "task"  # the problem's single-level loss family (protonet, maml, ...)
 
     def run(self, ctx, x, y, masks) -> tuple[Params, Params]:
         dx, dy = [], []
@@ -107,7 +108,7 @@ class JointLocalSGD(InnerSolver):
             oracles, rng = Oracles(obj, ctx.ledger.counters[i]), ctx.rng(i, "inner")
             xs, ys = x0, y0
             for _ in range(self.steps):
-                gx, gy = oracles.grad_task(xs, ys, obj.sample_task(rng))
+                gx, gy = oracles.grad_task(xs, ys, obj.sample_task(rng), self.loss)
                 xs, ys = xs - self.lr * gx, ys - self.lr * gy
             dx.append(obj.unpack_x((x0 - xs) / self.lr))
             dy.append(obj.unpack_y((y0 - ys) / self.lr))

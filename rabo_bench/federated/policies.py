@@ -1,8 +1,10 @@
-"""Mask policies: which rows (channels) each client trains in a round (SPEC eq. 3, DESIGN §1).
+"""Mask policies: which channels each client trains in a round (SPEC eq. 3, DESIGN §1).
 
-On the synthetic problems every parameter's rows (dim-0 indices) are its channels; a 1-D
-parameter's rows are its coordinates. A client of capacity (width ratio) r keeps
-ceil(r * C) of the C rows of every masked parameter, at least one.
+A policy chooses channels per :class:`ChannelLayer` of the problem's channel structure
+(``BilevelProblem.channel_layers``); the structure carries the choice to every coupled tensor
+dimension. On the synthetic problems every parameter's rows (dim-0 indices) are its own
+channels and a 1-D parameter's channels are its coordinates. A client of capacity (width
+ratio) r keeps ceil(r * C) of the C channels of every masked layer, at least one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from rabo_bench.federated.context import ClientMasks
 from rabo_bench.params import Params
 from rabo_bench.submodel import StructuredMask
+from rabo_bench.submodel.channels import ChannelLayer, ChannelLayers
 
 
 def kept_rows(capacity: float, rows: int) -> int:
@@ -34,9 +37,16 @@ class MaskPolicy(ABC):
 
     @abstractmethod
     def assign(
-        self, x: Params, y: Params, capacities: Sequence[float], round: int, rng: torch.Generator
+        self,
+        x: Params,
+        y: Params,
+        capacities: Sequence[float],
+        round: int,
+        rng: torch.Generator,
+        layers: ChannelLayers | None = None,
     ) -> list[ClientMasks]:
-        """One :class:`ClientMasks` per client."""
+        """One :class:`ClientMasks` per client; ``layers`` defaults to
+        ``ChannelLayers.rows_of(x, y)``."""
 
 
 @dataclass(frozen=True)
@@ -45,33 +55,45 @@ class FullModel(MaskPolicy):
 
     name: ClassVar[str] = "full"
 
-    def assign(self, x, y, capacities, round, rng) -> list[ClientMasks]:
+    def assign(self, x, y, capacities, round, rng, layers=None) -> list[ClientMasks]:
         masks = ClientMasks(StructuredMask.full(x), StructuredMask.full(y))
         return [masks] * len(capacities)
 
 
-RowChooser = Callable[[torch.Tensor, int], torch.Tensor]
+ChannelChooser = Callable[[ChannelLayer, Params, Params, int], torch.Tensor]
 
 
-def rows_mask(params: Params, capacity: float, choose: RowChooser) -> StructuredMask:
-    """Keep, in every parameter, the rows ``choose(tensor, keep)`` returns (keep = ceil(r C))."""
-    rows = {}
-    for name, t in params.items():
-        chosen = choose(t.detach(), kept_rows(capacity, t.shape[0]))
-        rows[name] = torch.sort(chosen).values
-    return StructuredMask.rows(params, rows)
+def layer_masks(
+    layers: ChannelLayers,
+    x: Params,
+    y: Params,
+    capacity: float,
+    choose: ChannelChooser,
+    sides: frozenset[str] = frozenset({"x", "y"}),
+) -> ClientMasks:
+    """Keep ``choose(layer, x, y, keep)`` channels (keep = ceil(r C)) of every channel layer
+    that has a member on one of ``sides``; the layer's other members follow (a pruned conv
+    channel takes the head's column with it). Other layers are held whole."""
+    kept = []
+    for layer in layers.layers:
+        if layer.sides & sides:
+            chosen = choose(layer, x, y, kept_rows(capacity, layer.size))
+            kept.append(torch.sort(chosen).values)
+        else:
+            kept.append(None)
+    return ClientMasks(*layers.masks(x, y, kept))
 
 
-def prefix_rows(t: torch.Tensor, keep: int) -> torch.Tensor:
-    """Rows 0 .. keep - 1 (HeteroFL's static sub-models)."""
+def prefix_channels(layer: ChannelLayer, x: Params, y: Params, keep: int) -> torch.Tensor:
+    """Channels 0 .. keep - 1 (HeteroFL's static sub-models)."""
     return torch.arange(keep)
 
 
-def largest_rows(order: int) -> RowChooser:
-    """The rows of largest l_p norm; a stable sort breaks ties towards the lower index."""
+def largest_channels(order: int) -> ChannelChooser:
+    """The channels of largest l_p importance; a stable sort breaks ties towards the lower index."""
 
-    def choose(t: torch.Tensor, keep: int) -> torch.Tensor:
-        scores = t.reshape(t.shape[0], -1).norm(p=order, dim=1)
+    def choose(layer: ChannelLayer, x: Params, y: Params, keep: int) -> torch.Tensor:
+        scores = layer.importance(x, y, order)
         return torch.sort(scores, descending=True, stable=True).indices[:keep]
 
     return choose
@@ -79,38 +101,38 @@ def largest_rows(order: int) -> RowChooser:
 
 @dataclass(frozen=True)
 class ChannelImportance(MaskPolicy):
-    """RABO's rule [OURS, SPEC §2 Step 1]: keep the ceil(r_i C) rows of largest l_p norm in the
-    current global model, recomputed every round, for x and y alike ("both follow the same
-    capacity"). ``mask_x=False`` keeps x whole (hyperparameter tuning, where only y is pruned).
-    Sub-models are nested: a smaller capacity keeps a prefix of a larger one's ranking."""
+    """RABO's rule [OURS, SPEC §2 Step 1]: keep the ceil(r_i C) channels of largest l_p norm in
+    the current global model, layer by layer, recomputed every round, for x and y alike ("both
+    follow the same capacity"). ``mask_x=False`` keeps layers that only x holds whole
+    (hyperparameter tuning, where only y is pruned). Sub-models are nested: a smaller capacity
+    keeps a prefix of a larger one's ranking."""
 
     name: ClassVar[str] = "importance"
     norm: int = 2
     mask_x: bool = True
     mask_y: bool = True
 
-    def assign(self, x, y, capacities, round, rng) -> list[ClientMasks]:
-        out = []
-        for r in capacities:
-            choose = largest_rows(self.norm)
-            mx = rows_mask(x, r, choose) if self.mask_x else StructuredMask.full(x)
-            my = rows_mask(y, r, choose) if self.mask_y else StructuredMask.full(y)
-            out.append(ClientMasks(mx, my))
-        return out
+    def assign(self, x, y, capacities, round, rng, layers=None) -> list[ClientMasks]:
+        layers = layers or ChannelLayers.rows_of(x, y)
+        sides = frozenset(s for s, on in (("x", self.mask_x), ("y", self.mask_y)) if on)
+        choose = largest_channels(self.norm)
+        return [layer_masks(layers, x, y, r, choose, sides) for r in capacities]
 
 
 @dataclass(frozen=True)
 class FixedSegments(MaskPolicy):
-    """The C_x* experiment (SPEC §7.1 Fig. 4 right, [OURS] §9 item 15): x's rows are split into
-    two contiguous halves; the last ``coverage`` clients train the second half and the others
-    the first, every round, so C_x* = min(coverage, M - coverage). y is held whole by every
-    client (C_y* = M), which isolates the effect of C_x*. Capacities are not used (each client
-    holds half of x, i.e. capacity 1/2)."""
+    """The C_x* experiment (SPEC §7.1 Fig. 4 right, [OURS] §9 item 15): the channels of every
+    layer that x holds are split into two contiguous halves; the last ``coverage`` clients
+    train the second half and the others the first, every round, so C_x* = min(coverage,
+    M - coverage). Layers only y holds stay whole (C_y* = M on the synthetic problems, which
+    isolates the effect of C_x*); a y dimension coupled to a split x layer (a head's columns)
+    follows it. Capacities are not used (each client holds half of x, i.e. capacity 1/2)."""
 
     name: ClassVar[str] = "fixed_segments"
     coverage: int = 1
 
-    def assign(self, x, y, capacities, round, rng) -> list[ClientMasks]:
+    def assign(self, x, y, capacities, round, rng, layers=None) -> list[ClientMasks]:
+        layers = layers or ChannelLayers.rows_of(x, y)
         clients = len(capacities)
         if not 1 <= self.coverage <= clients // 2:
             raise ValueError(
@@ -119,9 +141,10 @@ class FixedSegments(MaskPolicy):
             )
         halves = []
         for second in (False, True):
-            rows = {}
-            for name, t in x.items():
-                cut = (t.shape[0] + 1) // 2
-                rows[name] = torch.arange(cut, t.shape[0]) if second else torch.arange(cut)
-            halves.append(ClientMasks(StructuredMask.rows(x, rows), StructuredMask.full(y)))
+            kept = []
+            for layer in layers.layers:
+                cut = (layer.size + 1) // 2
+                half = torch.arange(cut, layer.size) if second else torch.arange(cut)
+                kept.append(half if "x" in layer.sides else None)
+            halves.append(ClientMasks(*layers.masks(x, y, kept)))
         return [halves[i >= clients - self.coverage] for i in range(clients)]

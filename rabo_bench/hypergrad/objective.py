@@ -37,6 +37,9 @@ class LocalObjective:
         self.y_mask = y_mask or StructuredMask.full(y_like)
         self.x_layout = Layout.of(extract(x_like, self.x_mask))
         self.y_layout = Layout.of(extract(y_like, self.y_mask))
+        self._physical = problem.physical_submodels and all(
+            isinstance(m, StructuredMask) for m in (self.x_mask, self.y_mask)
+        )
 
     # -- between full parameter dicts and flat sub-model vectors -------------------------------
     def pack_x(self, x: Params) -> torch.Tensor:
@@ -58,8 +61,15 @@ class LocalObjective:
             return range(self.problem.num_clients)
         return range(self.client, self.client + 1)
 
+    def _model(self, x_sub: torch.Tensor, y_sub: torch.Tensor) -> tuple[Params, Params]:
+        """What the losses are evaluated at: the narrow sub-model itself where the problem
+        supports it and the masks are structured (SPEC eq. 4), else x ⊙ m_x, y ⊙ m_y."""
+        if self._physical:
+            return self.x_layout.unflatten(x_sub), self.y_layout.unflatten(y_sub)
+        return self.unpack_x(x_sub), self.unpack_y(y_sub)
+
     def _mean_loss(self, loss, x_sub: torch.Tensor, y_sub: torch.Tensor, batch) -> torch.Tensor:
-        x, y = self.unpack_x(x_sub), self.unpack_y(y_sub)
+        x, y = self._model(x_sub, y_sub)
         clients = self._clients()
         return sum(loss(i, x, y, b) for i, b in zip(clients, batch, strict=True)) / len(clients)
 
@@ -70,9 +80,13 @@ class LocalObjective:
     def g(self, x_sub: torch.Tensor, y_sub: torch.Tensor, batch) -> torch.Tensor:
         return self._mean_loss(self.problem.lower_loss, x_sub, y_sub, batch)
 
-    def task(self, x_sub: torch.Tensor, y_sub: torch.Tensor, batch) -> torch.Tensor:
-        """The single-level task loss (see ``BilevelProblem.task_loss``)."""
-        return self._mean_loss(self.problem.task_loss, x_sub, y_sub, batch)
+    def task(self, x_sub: torch.Tensor, y_sub: torch.Tensor, batch, kind: str = "task"):
+        """A single-level loss (``BilevelProblem.single_level_loss``; "task" = ``task_loss``)."""
+
+        def loss(i, x, y, b):
+            return self.problem.single_level_loss(kind, i, x, y, b)
+
+        return self._mean_loss(loss, x_sub, y_sub, batch)
 
     def sample_task(self, rng: torch.Generator) -> tuple[Batch, ...]:
         return tuple(self.problem.sample_task_batch(i, rng) for i in self._clients())

@@ -80,14 +80,14 @@ class Oracles:
             x, y = _leaf(x), _leaf(y)
             return _grad(self.objective.f(x, y, batch), (x, y))
 
-    def grad_task(self, x: torch.Tensor, y: torch.Tensor, batch: Batch):
-        """(grad_x, grad_y) of the single-level task loss; counted as one grad_f and one grad_g
-        (it evaluates both levels' losses)."""
+    def grad_task(self, x: torch.Tensor, y: torch.Tensor, batch: Batch, kind: str = "task"):
+        """(grad_x, grad_y) of a single-level loss (``kind``, see ``LocalObjective.task``);
+        counted as one grad_f and one grad_g (it evaluates both levels' data)."""
         self.counter.grad_f += 1
         self.counter.grad_g += 1
         with torch.enable_grad():
             x, y = _leaf(x), _leaf(y)
-            return _grad(self.objective.task(x, y, batch), (x, y))
+            return _grad(self.objective.task(x, y, batch, kind), (x, y))
 
     def grad_g(self, x: torch.Tensor, y: torch.Tensor, batch: Batch) -> torch.Tensor:
         self.counter.grad_g += 1

@@ -76,7 +76,8 @@ class CoordinateFD(HypergradientEstimator):
         else:
             chosen = torch.randperm(d, generator=rng)[: self.coordinates]
             scale = d / self.coordinates
-        directions = torch.eye(d, dtype=x.dtype)[chosen]
+        directions = torch.zeros(len(chosen), d, dtype=x.dtype)
+        directions[torch.arange(len(chosen)), chosen] = 1.0  # rows e_j, without a d x d eye
         return _directional_estimate(
             oracles, x, y, rng, directions, scale, self.mu, self.steps, self.lr, self.chunk_size
         )

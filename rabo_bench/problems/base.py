@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from rabo_bench.params import Params
+from rabo_bench.submodel.channels import ChannelLayers
 
 Batch = Any  # problem-specific (index tensor, episode, ...); None = the client's full data
 
@@ -34,6 +35,15 @@ class BilevelProblem(ABC):
 
     num_clients: int
     dtype: torch.dtype = torch.float64
+    # True when the losses accept the physically smaller tensors of a structured sub-model
+    # (width inferred from the shapes) and give the same value as at the zero-embedded full
+    # model x ⊙ m: then clients compute on the narrow model (SPEC eq. 4) and really save work.
+    physical_submodels: bool = False
+
+    def channel_layers(self, x: Params, y: Params) -> ChannelLayers:
+        """Which tensor dimensions share a channel (see :mod:`rabo_bench.submodel.channels`);
+        by default every parameter's rows are its own channels."""
+        return ChannelLayers.rows_of(x, y)
 
     @abstractmethod
     def init_params(self, rng: torch.Generator) -> tuple[Params, Params]:
@@ -69,6 +79,21 @@ class BilevelProblem(ABC):
         return self.upper_loss(client, x, _detached(y), upper_batch) + self.lower_loss(
             client, _detached(x), y, lower_batch
         )
+
+    def single_level_loss(
+        self, kind: str, client: int, x: Params, y: Params, batch: Batch
+    ) -> torch.Tensor:
+        """The loss a single-level method of family ``kind`` trains on: "task" is
+        :meth:`task_loss`; model-based problems add others (e.g. "protonet", "maml")."""
+        if kind == "task":
+            return self.task_loss(client, x, y, batch)
+        raise ValueError(
+            f"problem {type(self).__name__} has no single-level loss {kind!r}; it offers 'task'"
+        )
+
+    def evaluate_final(self, x: Params, y: Params) -> dict[str, float]:
+        """Metrics at the last round; problems may evaluate more thoroughly here."""
+        return self.evaluate(x, y)
 
     def evaluate(self, x: Params, y: Params) -> dict[str, float]:
         """Metrics of the current global iterate; closed-form problems add exact quantities."""

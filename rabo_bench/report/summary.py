@@ -21,9 +21,11 @@ from rabo_bench.algorithms import display_name
 
 REFERENCE = "fedmbo"
 HEADERS = (
+    "setting",
     "algorithm",
     "seeds",
     "rounds",
+    "final accuracy",
     "final ||grad F||^2",
     "avg ||grad F||^2",
     "final ||y - y*||",
@@ -44,7 +46,9 @@ def _per_run(results: pd.DataFrame) -> pd.DataFrame:
         runs.append(
             {
                 "run_id": run_id,
+                "setting": last["setting"],
                 "algorithm": last["algorithm"],
+                "accuracy": last["accuracy"],
                 "seed": last["seed"],
                 "rounds": last["round"],
                 "final_grad": last["grad_norm_sq"],
@@ -58,9 +62,10 @@ def _per_run(results: pd.DataFrame) -> pd.DataFrame:
             }
         )
     runs = pd.DataFrame(runs)
-    ref = runs[runs["algorithm"] == REFERENCE].set_index("seed")
+    ref = runs[runs["algorithm"] == REFERENCE].set_index(["setting", "seed"])
+    keys = pd.MultiIndex.from_frame(runs[["setting", "seed"]])
     for column in ("comm", "compute"):
-        base = runs["seed"].map(ref[column]) if len(ref) else math.nan
+        base = ref[column].reindex(keys).to_numpy() if len(ref) else math.nan
         runs[f"{column}_ratio"] = runs[column] / base
     return runs
 
@@ -73,13 +78,15 @@ def summary_rows(results: pd.DataFrame) -> list[list[str]]:
     """The summary table's cells (strings), one list per algorithm in order of appearance."""
     runs = _per_run(results)
     table = []
-    for algorithm, group in runs.groupby("algorithm", sort=False):
+    for (setting, algorithm), group in runs.groupby(["setting", "algorithm"], sort=False):
         rounds = sorted(set(group["rounds"]))
         table.append(
             [
+                str(setting),
                 display_name(str(algorithm)),
                 str(len(group)),
                 "/".join(str(int(q)) for q in rounds),
+                _number(100 * group["accuracy"].mean(), ".2f"),
                 _number(group["final_grad"].mean(), ".4g"),
                 _number(group["avg_grad"].mean(), ".4g"),
                 _number(group["final_inner"].mean(), ".4g"),
@@ -117,15 +124,17 @@ def caption(results: pd.DataFrame) -> str:
     seeds = sorted(set(results["seed"]))
     return (
         f"Suite {suites}: {results['run_id'].nunique()} runs, seeds {seeds}; means over seeds. "
-        "avg = mean over evaluated rounds q < Q; comm = params up+down, compute = oracle calls, "
-        "both relative to fedmbo with the same seed; C* = min over rounds of min_j |C_j^q|; "
+        "accuracy in % at round Q; avg = mean over evaluated rounds q < Q; "
+        "comm = params up+down, compute = oracle calls, both relative to fedmbo with the same "
+        "seed; C* = min over rounds of min_j |C_j^q|; "
         "wall time excludes evaluation."
     )
 
 
 def write_summary(results_csv: Path) -> tuple[str, Path]:
     """The terminal summary of ``results_csv`` and the path of ``summary.md`` written beside it."""
-    results = pd.read_csv(results_csv)
+    results = pd.read_csv(results_csv, keep_default_na=False, na_values=[""])
+    results["setting"] = results["setting"].fillna("")
     if results.empty:
         text = "no results"
         markdown = text

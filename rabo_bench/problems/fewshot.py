@@ -1,0 +1,273 @@
+"""Omniglot hyper-representation learning (SPEC §7.1): x = backbone, y = linear head.
+
+Reading [OURS, SPEC §9 item 12, documented in README "Omniglot"]: the inner variable is ONE
+global linear head over the C = 964 background characters (global class labels), so that the
+server's aggregate y is meaningful and eq. (1) holds literally:
+
+    g_i(x, y) = E_episode CE(head_y(phi_x(support)), global labels) + reg/2 ||y||^2,
+    f_i(x, y) = E_episode CE(head_y(phi_x(query)),   global labels),
+
+over N-way K-shot episodes drawn from client i's shard of characters (K support and 20 - K
+query drawings per character, SPEC §7.1): g is the support loss, f the query loss, and the
+hypergradient teaches the backbone features on which a head fitted to support sets
+generalises to query sets. A per-episode head with shuffled labels has no global meaning (its
+expected optimum is the symmetric head, where F is constant), which is why we do not use it.
+
+Evaluation (all methods alike): fix the backbone x; for each test episode from the 20
+evaluation alphabets fit a fresh N-way head (novel classes have no row in y) by L2-regularised
+multinomial logistic regression (weight ``reg``) on the unit-normalised support features,
+``eval_steps`` gradient steps from zero; report query accuracy over ``test_tasks`` episodes with
+a 95% CI (``curve_tasks`` at intermediate evaluation points). The test episodes are fixed by
+``seed``, so every method and round sees the same ones.
+
+Networks are width-parametric and use per-channel (instance) normalisation, so the losses run
+on the physically narrow sub-model (``physical_submodels``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+import torch.nn.functional as F
+
+from rabo_bench.data.episodes import Episode, sample_episode, shard_classes
+from rabo_bench.data.omniglot import load_omniglot
+from rabo_bench.models.networks import NetSpec, conv4, feature_dim, forward, init, resnet12
+from rabo_bench.models.networks import channel_layers as net_layers
+from rabo_bench.params import Params
+from rabo_bench.problems.base import BilevelProblem
+from rabo_bench.submodel.channels import ChannelLayer, ChannelLayers
+
+BACKBONES = ("conv4", "resnet12")
+
+
+@dataclass(frozen=True)
+class FewShotConfig:
+    ways: int = 5
+    shots: int = 1
+    num_clients: int = 10
+    backbone: str = "conv4"  # conv4 | resnet12
+    width: int = 64  # conv4: channels per block; resnet12: first stage (64 -> 64-160-320-640)
+    image_size: int = 28  # 28 (omniglot28.npz) or 105 (omniglot.npz)
+    tasks_per_batch: int = 1  # episodes per minibatch (the paper's meta-batch is 16)
+    reg: float = 0.2  # lambda of the head's L2 term (strong convexity of g)
+    maml_steps: int = 5  # Dist-MAML (first order): adaptation steps on the support set
+    maml_lr: float = 0.1
+    test_tasks: int = 600  # test episodes at the last round
+    curve_tasks: int = 100  # test episodes at intermediate evaluation points
+    eval_steps: int = 100
+    seed: int = 0  # the character shards and the test episodes
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone = {self.backbone!r} must be one of {list(BACKBONES)}")
+        if self.image_size not in (28, 105):
+            raise ValueError(f"image_size = {self.image_size} must be 28 or 105")
+        if not 1 <= self.shots < 20:
+            raise ValueError(f"shots = {self.shots} must be in 1..19 (20 drawings per character)")
+        if self.ways < 2:
+            raise ValueError(f"ways = {self.ways} must be >= 2")
+        if min(self.num_clients, self.tasks_per_batch, self.width, self.test_tasks) < 1:
+            raise ValueError("num_clients, tasks_per_batch, width and test_tasks must be >= 1")
+
+    @property
+    def net(self) -> NetSpec:
+        if self.backbone == "conv4":
+            return conv4(width=self.width, in_channels=1)
+        scale = self.width / 64
+        return resnet12(tuple(max(1, round(c * scale)) for c in (64, 160, 320, 640)), 1)
+
+
+class FewShotProblem(BilevelProblem):
+    """x = backbone parameters, y = {"head.weight": [C, d], "head.bias": [C]}."""
+
+    dtype = torch.float32
+    physical_submodels = True
+
+    def __init__(self, config: FewShotConfig) -> None:
+        self.config = config
+        self.num_clients = config.num_clients
+        data = load_omniglot(config.image_size)
+        self._train = torch.from_numpy(data.split(background=True).images)
+        self._test = torch.from_numpy(data.split(background=False).images)
+        rng = torch.Generator().manual_seed(config.seed)
+        if config.num_clients * config.ways > self._train.shape[0]:
+            raise ValueError(
+                f"{config.num_clients} clients x {config.ways} ways need more than the "
+                f"{self._train.shape[0]} background characters; use fewer clients or ways"
+            )
+        self.shards = shard_classes(self._train.shape[0], config.num_clients, rng)
+        if min(len(s) for s in self.shards) < config.ways:
+            raise ValueError(f"a client shard has fewer than ways = {config.ways} characters")
+
+    # -- parameters and structure ---------------------------------------------------------
+    def init_params(self, rng: torch.Generator) -> tuple[Params, Params]:
+        x = init(self.config.net, rng, self.dtype)
+        classes, d = self._train.shape[0], feature_dim(self.config.net)
+        bound = 1.0 / math.sqrt(d)
+        weight = (torch.rand(classes, d, generator=rng, dtype=self.dtype) * 2 - 1) * bound
+        y = {"head.weight": weight, "head.bias": torch.zeros(classes, dtype=self.dtype)}
+        return x, y
+
+    def channel_layers(self, x: Params, y: Params) -> ChannelLayers:
+        layers = list(net_layers(self.config.net, side="x"))
+        last = layers[-1]
+        layers[-1] = ChannelLayer(last.name, last.size, (*last.members, ("y", "head.weight", 1)))
+        return ChannelLayers(tuple(layers))
+
+    # -- data -----------------------------------------------------------------------------
+    def _episodes(self, client: int, rng: torch.Generator) -> list[Episode]:
+        c = self.config
+        return [
+            sample_episode(self._train, self.shards[client], c.ways, c.shots, 20 - c.shots, rng)
+            for _ in range(c.tasks_per_batch)
+        ]
+
+    def sample_lower_batch(self, client, rng):
+        """Support images with global labels of ``tasks_per_batch`` fresh episodes."""
+        eps = self._episodes(client, rng)
+        return (
+            torch.cat([e.support for e in eps]),
+            torch.cat([e.classes[e.support_labels] for e in eps]),
+        )
+
+    def sample_upper_batch(self, client, rng):
+        """Query images with global labels of ``tasks_per_batch`` fresh episodes."""
+        eps = self._episodes(client, rng)
+        return (
+            torch.cat([e.query for e in eps]),
+            torch.cat([e.classes[e.query_labels] for e in eps]),
+        )
+
+    def sample_task_batch(self, client, rng):
+        """Whole episodes (support and query) for the single-level methods."""
+        return self._episodes(client, rng)
+
+    # -- losses ---------------------------------------------------------------------------
+    def _logits(self, x: Params, y: Params, images: torch.Tensor) -> torch.Tensor:
+        return forward(self.config.net, x, images) @ y["head.weight"].T + y["head.bias"]
+
+    def _ridge(self, y: Params) -> torch.Tensor:
+        return 0.5 * self.config.reg * sum(t.pow(2).sum() for t in y.values())
+
+    def lower_loss(self, client, x, y, batch):
+        images, labels = batch
+        return F.cross_entropy(self._logits(x, y, images), labels) + self._ridge(y)
+
+    def upper_loss(self, client, x, y, batch):
+        images, labels = batch
+        return F.cross_entropy(self._logits(x, y, images), labels)
+
+    def task_loss(self, client, x, y, batch):
+        """Joint training on support and query with global labels (SPEC §6, §9 item 11)."""
+        images = torch.cat([torch.cat([e.support, e.query]) for e in batch])
+        labels = torch.cat(
+            [e.classes[torch.cat([e.support_labels, e.query_labels])] for e in batch]
+        )
+        return self.lower_loss(client, x, y, (images, labels))
+
+    def single_level_loss(self, kind, client, x, y, batch):
+        if kind == "protonet":
+            return sum(self._protonet(x, e) for e in batch) / len(batch)
+        if kind == "maml":
+            return sum(self._first_order_maml(x, y, e) for e in batch) / len(batch)
+        return super().single_level_loss(kind, client, x, y, batch)
+
+    def _protonet(self, x: Params, episode: Episode) -> torch.Tensor:
+        """Prototypical loss: query CE over minus squared distances to support class means."""
+        net, ways = self.config.net, self.config.ways
+        support = forward(net, x, episode.support)
+        labels = episode.support_labels
+        prototypes = torch.stack([support[labels == k].mean(0) for k in range(ways)])
+        logits = -torch.cdist(forward(net, x, episode.query), prototypes).pow(2)
+        return F.cross_entropy(logits, episode.query_labels)
+
+    def _first_order_maml(self, x: Params, y: Params, episode: Episode) -> torch.Tensor:
+        """First-order MAML on backbone and head [OURS, SPEC §6]: ``maml_steps`` SGD steps on
+        the support loss from (x, y), then the query loss at the adapted point, attached to
+        (x, y) straight-through so its gradient w.r.t. (x, y) is the query gradient there."""
+        c = self.config
+        support = (episode.support, episode.classes[episode.support_labels])
+        query = (episode.query, episode.classes[episode.query_labels])
+        names = [("x", n) for n in x] + [("y", n) for n in y]
+        params = [t.detach().requires_grad_(True) for t in (*x.values(), *y.values())]
+        for _ in range(c.maml_steps):
+            ax, ay = _split(names, params)
+            grads = torch.autograd.grad(self.lower_loss(0, ax, ay, support), params)
+            params = [
+                (p - c.maml_lr * g).detach().requires_grad_(True)
+                for p, g in zip(params, grads, strict=True)
+            ]
+        originals = (*x.values(), *y.values())
+        adapted = [o + (p.detach() - o.detach()) for o, p in zip(originals, params, strict=True)]
+        ax, ay = _split(names, adapted)
+        return self.upper_loss(0, ax, ay, query)
+
+    # -- evaluation -----------------------------------------------------------------------
+    @cached_property
+    def _test_plan(self) -> list[Episode]:
+        rng = torch.Generator().manual_seed(self.config.seed + 1)
+        classes = torch.arange(self._test.shape[0])
+        c = self.config
+        return [
+            sample_episode(self._test, classes, c.ways, c.shots, 20 - c.shots, rng)
+            for _ in range(c.test_tasks)
+        ]
+
+    def evaluate(self, x: Params, y: Params) -> dict:
+        return self._accuracy(x, self._test_plan[: self.config.curve_tasks])
+
+    def evaluate_final(self, x: Params, y: Params) -> dict:
+        return self._accuracy(x, self._test_plan)
+
+    @torch.no_grad()
+    def _accuracy(self, x: Params, episodes: list[Episode]) -> dict:
+        correct = []
+        for chunk in range(0, len(episodes), 50):
+            part = episodes[chunk : chunk + 50]
+            support = self._features(x, torch.stack([e.support for e in part]))
+            query = self._features(x, torch.stack([e.query for e in part]))
+            s_labels = torch.stack([e.support_labels for e in part])
+            q_labels = torch.stack([e.query_labels for e in part])
+            weight, bias = self._fit_heads(support, s_labels)
+            logits = query @ weight.transpose(1, 2) + bias.unsqueeze(1)
+            correct.append((logits.argmax(-1) == q_labels).float().mean(1))
+        acc = torch.cat(correct).double()
+        half_width = 1.96 * acc.std(unbiased=True) / math.sqrt(len(acc)) if len(acc) > 1 else 0
+        return {
+            "accuracy": float(acc.mean()),
+            "accuracy_ci95": float(half_width),
+            "details": json.dumps({"test_tasks": len(acc)}),
+        }
+
+    def _features(self, x: Params, images: torch.Tensor) -> torch.Tensor:
+        """Unit-norm features of a [tasks, n, 1, H, W] stack -> [tasks, n, d]."""
+        tasks, n = images.shape[:2]
+        flat = forward(self.config.net, x, images.flatten(0, 1))
+        return F.normalize(flat, dim=-1).view(tasks, n, -1)
+
+    def _fit_heads(self, features: torch.Tensor, labels: torch.Tensor):
+        """Per task, reg-L2 multinomial logistic regression by gradient descent from zero with
+        step 1 / (1/2 + reg) (the loss is (1/2 + reg)-smooth on unit-norm features)."""
+        tasks, _, d = features.shape
+        ways, reg = self.config.ways, self.config.reg
+        weight = torch.zeros(tasks, ways, d, dtype=features.dtype)
+        bias = torch.zeros(tasks, ways, dtype=features.dtype)
+        onehot = F.one_hot(labels, ways).to(features.dtype)
+        lr = 1.0 / (0.5 + reg)
+        for _ in range(self.config.eval_steps):
+            probs = torch.softmax(features @ weight.transpose(1, 2) + bias.unsqueeze(1), -1)
+            err = (probs - onehot) / features.shape[1]
+            weight = weight - lr * (err.transpose(1, 2) @ features + reg * weight)
+            bias = bias - lr * err.sum(1)
+        return weight, bias
+
+
+def _split(names: list[tuple[str, str]], tensors) -> tuple[Params, Params]:
+    x = {n: t for (side, n), t in zip(names, tensors, strict=True) if side == "x"}
+    y = {n: t for (side, n), t in zip(names, tensors, strict=True) if side == "y"}
+    return x, y
