@@ -73,7 +73,45 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RESULTS_DIR",
         help="a folder with the rate suite's rates.csv",
     )
+    report = commands.add_parser(
+        "report", help="tables and plots of a finished suite from RESULTS_DIR alone"
+    )
+    report.add_argument(
+        "results_dir", type=Path, metavar="RESULTS_DIR", help="the --out folder of a run"
+    )
+    cost = commands.add_parser(
+        "cost", help="SPEC §8 cost accounting (parameter and FLOP fractions) of a suite"
+    )
+    cost.add_argument("suite", help="a suite name in suites/ or a path to a .toml file")
+    cost.add_argument(
+        "--presets", type=_names, default=["paper", "cpu"], help="comma-separated presets"
+    )
+    cost.add_argument("--out", type=Path, required=True, help="output folder")
     return parser
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from rabo_bench.report.build import write_report
+
+    try:
+        written = write_report(args.results_dir.resolve())
+    except (ValueError, OSError, KeyError) as err:
+        fail(f"cannot report on {args.results_dir}: {err}")
+    for path in written:
+        print(f"wrote {path}")
+
+
+def cmd_cost(args: argparse.Namespace) -> None:
+    from rabo_bench.engine.suite import tomllib
+    from rabo_bench.report.cost_model import write_cost_report
+
+    try:
+        written = write_cost_report(args.suite, args.presets, args.out.resolve())
+    except (ValueError, OSError, tomllib.TOMLDecodeError) as err:
+        fail(str(err))
+    print(written[0].read_text())
+    for path in written:
+        print(f"wrote {path}")
 
 
 def cmd_list() -> None:
@@ -177,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         cmd_list()
     elif args.command == "fit-rate":
         cmd_fit_rate(args)
+    elif args.command == "report":
+        cmd_report(args)
+    elif args.command == "cost":
+        cmd_cost(args)
     else:
         cmd_run(args)
     return 0

@@ -42,15 +42,31 @@ def _check_value(path: str, current: Any, value: Any) -> Any:
     return value
 
 
+def _policy_type(name: str, path: str) -> type[MaskPolicy]:
+    """The mask policy class called ``name`` (policies are defined across modules)."""
+    known, todo = {}, list(MaskPolicy.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        known[cls.name] = cls
+        todo.extend(cls.__subclasses__())
+    if name not in known:
+        raise ValueError(
+            f"{path}.type = {name!r} is not a mask policy; choose from {sorted(known)}"
+        )
+    return known[name]
+
+
 def override_part(part: Any, changes: Mapping[str, Any], path: str) -> Any:
     """A copy of ``part`` with ``changes`` applied (recursively into nested parts)."""
     if not isinstance(changes, Mapping):
         raise ValueError(f"setting {path} must be a table of settings, got {changes!r}")
     settings = {k: v for k, v in changes.items() if k != "type"}
     if "type" in changes and changes["type"] != part.name:
-        if not isinstance(part, HypergradientEstimator):
-            raise ValueError(f"{path}.type cannot change from {part.name!r} to {changes['type']!r}")
-        return make_estimator(changes["type"], **settings)
+        if isinstance(part, HypergradientEstimator):
+            return make_estimator(changes["type"], **settings)
+        if isinstance(part, MaskPolicy):
+            return override_part(_policy_type(changes["type"], path)(), settings, path)
+        raise ValueError(f"{path}.type cannot change from {part.name!r} to {changes['type']!r}")
     names = {f.name for f in fields(part)}
     kwargs = {}
     for key, value in settings.items():

@@ -171,13 +171,16 @@ class LossTuningProblem(BilevelProblem):
         )
         labels = self._test_labels[subset]
         correct = (predictions == labels).double()
-        per_class = [float(correct[labels == c].mean()) for c in range(CLASSES)]
+        per_class = [
+            float(correct[labels == c].mean()) if bool((labels == c).any()) else None
+            for c in range(CLASSES)
+        ]  # None (JSON null) for a class the subset happens not to contain
         half = CLASSES // 2
         details = {
             "test_images": len(subset),
             "per_class": per_class,
-            "head": sum(per_class[:half]) / half,  # classes 0-4: the frequent ones
-            "tail": sum(per_class[half:]) / (CLASSES - half),
+            "head": _mean_present(per_class[:half]),  # classes 0-4: the frequent ones
+            "tail": _mean_present(per_class[half:]),
             "delta": (2 * torch.sigmoid(x["d"])).tolist(),
             "iota": x["iota"].tolist(),
         }
@@ -188,3 +191,8 @@ class LossTuningProblem(BilevelProblem):
             "accuracy_ci95": 1.96 * (acc * (1 - acc) / n) ** 0.5,
             "details": json.dumps(details),
         }
+
+
+def _mean_present(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None

@@ -133,7 +133,9 @@ def caption(results: pd.DataFrame) -> str:
 
 def write_summary(results_csv: Path) -> tuple[str, Path]:
     """The terminal summary of ``results_csv`` and the path of ``summary.md`` written beside it."""
-    results = pd.read_csv(results_csv, keep_default_na=False, na_values=[""])
+    results = pd.read_csv(
+        results_csv, keep_default_na=False, na_values=[""], dtype={"setting": object}
+    )
     results["setting"] = results["setting"].fillna("")
     if results.empty:
         text = "no results"

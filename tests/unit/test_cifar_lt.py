@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -15,19 +12,8 @@ from rabo_bench.data import (
     long_tail_counts,
     long_tail_indices,
 )
-from rabo_bench.data.archives import ENV
 
 RATIO_100 = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
-
-
-@pytest.fixture(scope="module")
-def root() -> Path:
-    value = os.environ.get(ENV, "")
-    if not value or not Path(value).is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{ENV} must point at the data in CI (make test sets ../shared/data)")
-        pytest.skip(f"{ENV} is not set: run through make test")
-    return Path(value)
 
 
 def gen(seed: int) -> torch.Generator:

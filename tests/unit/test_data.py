@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from rabo_bench.data import DataError, load_archive, load_omniglot
 from rabo_bench.data.archives import ENV
-
-
-@pytest.fixture(scope="module")
-def root() -> Path:
-    value = os.environ.get(ENV, "")
-    if not value or not Path(value).is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{ENV} must point at the data in CI (make test sets ../shared/data)")
-        pytest.skip(f"{ENV} is not set: run through make test")
-    return Path(value)
 
 
 @pytest.fixture(scope="module")

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 from scipy.stats import chisquare
 
 from rabo_bench.data import Episode, load_omniglot, sample_episode, sample_episodes, shard_classes
-from rabo_bench.data.archives import ENV
 
 DRAWINGS = 20
-
-
-@pytest.fixture(scope="module")
-def root() -> Path:
-    value = os.environ.get(ENV, "")
-    if not value or not Path(value).is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{ENV} must point at the data in CI (make test sets ../shared/data)")
-        pytest.skip(f"{ENV} is not set: run through make test")
-    return Path(value)
 
 
 def gen(seed: int) -> torch.Generator:
