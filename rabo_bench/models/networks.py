@@ -10,18 +10,20 @@ k // 2) followed by a normalisation with scale ``P.norm.weight`` and shift ``P.n
 :func:`forward` ends with global average pooling and returns features [B, C_last]; a head is
 the caller's.
 
-Normalisation: per-channel GroupNorm, groups = channels, i.e. instance normalisation with an
-affine scale and shift and no running statistics. For sample n and channel c,
+Normalisation: BatchNorm with the statistics of the batch at hand and no running statistics
+(HeteroFL's "static" BN idea, without its post-hoc statistics pass). For channel c,
 
-    out[n, c] = w[c] (h[n, c] - mean_hw h[n, c]) / sqrt(var_hw h[n, c] + eps) + b[c].
+    out[n, c] = w[c] (h[n, c] - mean_{n,h,w} h[:, c]) / sqrt(var_{n,h,w} h[:, c] + eps) + b[c].
 
-A channel's normalisation thus depends on that channel of that sample alone, so (a) every
-channel sub-model computes exactly the full model's function on its channels: no statistic is
-shared across channels, samples or clients (BatchNorm's batch and running statistics would be,
-and have no meaning for a sub-model); (b) a pruned channel (zero filter, zero scale and shift)
-outputs exactly 0, so the zero-embedded sub-model x ⊙ m (eq. 5) equals the narrow one padded
-with zeros. The architectures normalise before pooling, so with 28x28 or 32x32 inputs no
-normalisation sees a 1x1 map (where it would return the shift b alone).
+A channel's normalisation depends on that channel alone, so (a) every channel sub-model
+computes exactly the full model's function on its channels: no statistic is shared across
+channels or clients, and no running statistic has to be averaged over sub-models of different
+widths; (b) a pruned channel (zero filter, zero scale and shift) outputs exactly 0, so the
+zero-embedded sub-model x ⊙ m (eq. 5) equals the narrow one padded with zeros. Evaluation
+uses the statistics of the evaluated batch (a few-shot episode's support or query set, a
+chunk of test images). We first used per-sample instance normalisation; it removes each
+channel's spatial mean, which global average pooling then reads, and a ResNet8 did not learn
+CIFAR-10 at all (training loss 2.29 after 300 steps at lr 0.1, measured).
 
 Coupling: a unit's output dim (0 of the conv weight, and the norm scale and shift: the
 *producers*) belongs to its output channel layer; its input dim (1) to the layer that produced
@@ -207,12 +209,12 @@ def channel_layers(spec: NetSpec, side: str = "x") -> list[ChannelLayer]:
 
 
 def _unit(params: Params, prefix: str, h: torch.Tensor, stride: int = 1) -> torch.Tensor:
-    """conv (padding k // 2) then per-channel GroupNorm, at whatever widths ``params`` have."""
+    """conv (padding k // 2) then batch-statistics BatchNorm, at whatever widths ``params``
+    have."""
     weight = params[f"{prefix}.conv.weight"]
     h = F.conv2d(h, weight, stride=stride, padding=weight.shape[-1] // 2)
-    return F.group_norm(
-        h, h.shape[1], params[f"{prefix}.norm.weight"], params[f"{prefix}.norm.bias"], _NORM_EPS
-    )
+    scale, shift = params[f"{prefix}.norm.weight"], params[f"{prefix}.norm.bias"]
+    return F.batch_norm(h, None, None, scale, shift, training=True, eps=_NORM_EPS)
 
 
 def forward(spec: NetSpec, params: Params, images: torch.Tensor) -> torch.Tensor:

@@ -118,7 +118,12 @@ def test_physical_and_embedded_submodels_give_the_same_losses_and_gradients(
         g_masked = torch.autograd.grad(masked, (x_sub, y_sub))
         for a, b, what in zip(g_narrow, g_masked, ("x", "y"), strict=True):
             assert b.abs().max() > 0
-            torch.testing.assert_close(a, b, **GRAD_TOL, msg=f"d{level}/d{what}_sub")
+            # BatchNorm's backward subtracts batch means of g and g * x_hat: float32
+            # cancellation leaves ~ eps * depth * max|grad| absolute error, hence the scaled atol.
+            atol = 2e-5 * float(b.abs().max())
+            torch.testing.assert_close(
+                a, b, rtol=GRAD_TOL["rtol"], atol=atol, msg=f"d{level}/d{what}_sub"
+            )
 
 
 # -- data ---------------------------------------------------------------------------------
