@@ -42,6 +42,9 @@ CIFAR_COST = {
     "rafbo": {"computation": 16.7, "communication": 25.0},
 }
 
+# What each suite's cost report compares with (SPEC §7.1 Fig. 4; §7.2 with §8's prediction).
+PAPER_COST = {"omniglot": FIG4_COST, "cifar-lt": CIFAR_COST}
+
 
 def mean_gain(accuracy: dict[str, dict[str, float]], method: str) -> float:
     """Mean percentage-point gain of ``method`` over the sub-model baselines, across the
