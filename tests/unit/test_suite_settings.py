@@ -14,7 +14,7 @@ import pytest
 
 from rabo_bench.engine.results import read_rows
 from rabo_bench.engine.runner import ProblemCache, expand
-from rabo_bench.engine.suite import load_suite
+from rabo_bench.engine.suite import SUITES_DIR, load_suite
 from tests.cli import run_cli
 
 BASE = """\
@@ -200,3 +200,13 @@ def test_cli_refuses_a_malformed_setting_with_one_line(tmp_path, capsys):
     assert len(lines) == 1 and lines[0].startswith("rabo-bench: error:")
     assert "settings.broken: capacities[1] = 2" in lines[0]
     assert "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("path", sorted(SUITES_DIR.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_suite_validates_under_every_preset(path):
+    """Each suite in suites/ (and each of its settings) loads under every preset it defines,
+    so a preset nobody ran in CI (cpu, paper) cannot hold a typo until hour five."""
+    base = load_suite(str(path))
+    for preset in (None, *base.presets):
+        suite = load_suite(str(path), preset)
+        assert expand(suite), f"{path.stem} {preset} has no runs"
