@@ -32,6 +32,15 @@ def test_overrides_are_nested_typed_and_serialisable():
     assert json.loads(json.dumps(algo.to_dict())) == algo.to_dict()
 
 
+def test_a_mask_policy_can_be_swapped_by_name_with_its_settings():
+    """The coverage suite swaps RABO's importance masks for fixed segments per setting."""
+    algo = get("rabo", {"policy": {"type": "fixed_segments", "coverage": 3}})
+    assert algo.policy.name == "fixed_segments" and algo.policy.coverage == 3
+    static = get("rabo", {"policy": {"type": "static_prefix"}})  # defined in baselines/
+    assert static.policy.name == "static_prefix"
+    assert algo.to_dict()["policy"] == {"type": "fixed_segments", "coverage": 3}
+
+
 @pytest.mark.parametrize(
     ("name", "overrides", "message"),
     [
@@ -42,6 +51,8 @@ def test_overrides_are_nested_typed_and_serialisable():
         ("rabo", {"inner": {"type": "minibatch_sgd"}}, "cannot change"),
         ("rabo", {"solver": {}}, "unknown algorithm setting"),
         ("rabo", {"outer": {"estimator": {"type": "magic"}}}, "unknown hypergradient estimator"),
+        ("rabo", {"policy": {"type": "magic"}}, "rabo.policy.type = 'magic' is not a mask policy"),
+        ("rabo", {"policy": {"type": "fixed_segments", "cover": 2}}, "unknown setting"),
     ],
 )
 def test_bad_names_and_settings_raise_one_clear_error(name, overrides, message):
