@@ -233,3 +233,16 @@ def test_curve_details_stay_finite_json_when_a_class_is_missing_from_the_curve_s
     assert "NaN" not in text, f"curve details are not strict JSON: {text}"
     details = json.loads(text)
     assert math.isfinite(details["head"]) and math.isfinite(details["tail"])
+
+
+def test_every_evaluation_batch_mixes_the_classes(problem):
+    """BatchNorm evaluates with the statistics of each chunk, and the stored test set is sorted
+    by class: the final evaluation must walk a random order, so that every chunk holds many
+    classes (a sorted chunk of 1000 would be one class and its predictions meaningless)."""
+    from rabo_bench.problems.loss_tuning import _chunks
+
+    labels = problem._test_labels
+    assert sorted(problem.test_order.tolist()) == list(range(len(labels)))
+    assert torch.equal(problem.curve_subset, problem.test_order[: len(problem.curve_subset)])
+    for chunk in _chunks(problem.test_order):  # 10 chunks of 1000
+        assert len(set(labels[chunk].tolist())) == 10
