@@ -43,7 +43,7 @@ from torch.nn import functional as F
 
 from rabo_bench.federated.policies import kept_rows
 from rabo_bench.params import Params
-from rabo_bench.submodel.channels import ChannelLayer
+from rabo_bench.submodel.channels import ChannelLayer, Member
 
 Kind = Literal["conv4", "resnet12", "resnet_cifar"]
 _KINDS = ("conv4", "resnet12", "resnet_cifar")
@@ -189,10 +189,13 @@ def feature_dim(spec: NetSpec) -> int:
     return spec.channels[-1]
 
 
-def channel_layers(spec: NetSpec, side: str = "x") -> list[ChannelLayer]:
+def channel_layers(
+    spec: NetSpec, side: str = "x", readers: tuple[Member, ...] = ()
+) -> list[ChannelLayer]:
     """The channel layers of the network's parameters (on ``side``), in the order in which
-    their last producing unit runs, so the last entry is the layer of the output features; a
-    caller appends the members that read the features (e.g. ``("y", "head.weight", 1)``)."""
+    their last producing unit runs, so the last entry is the layer of the output features;
+    ``readers`` are the members that read the features (e.g. ``("y", "head.weight", 1)``, a
+    head's columns) and join that last layer."""
     members: dict[str, list[tuple[str, str, int]]] = {}
     sizes: dict[str, int] = {}
     last_producer: dict[str, int] = {}
@@ -205,7 +208,23 @@ def channel_layers(spec: NetSpec, side: str = "x") -> list[ChannelLayer]:
         if u.source is not None:
             members[u.source].append((side, f"{u.prefix}.conv.weight", 1))
     order = sorted(members, key=last_producer.__getitem__)
+    members[order[-1]].extend(readers)
     return [ChannelLayer(name, sizes[name], tuple(members[name])) for name in order]
+
+
+def init_head(
+    spec: NetSpec, classes: int, rng: torch.Generator, dtype: torch.dtype, name: str
+) -> Params:
+    """A linear head on the features: ``name.weight`` [classes, d] uniform in +-1/sqrt(d)
+    (PyTorch's default for nn.Linear) drawn from ``rng``, ``name.bias`` zero."""
+    d = feature_dim(spec)
+    weight = (torch.rand(classes, d, generator=rng, dtype=dtype) * 2 - 1) * (1.0 / math.sqrt(d))
+    return {f"{name}.weight": weight, f"{name}.bias": torch.zeros(classes, dtype=dtype)}
+
+
+def head_logits(spec: NetSpec, body: Params, head: Params, images: torch.Tensor, name: str):
+    """Logits of the head ``name`` (in ``head``) on the features of ``images`` (``body``)."""
+    return forward(spec, body, images) @ head[f"{name}.weight"].T + head[f"{name}.bias"]
 
 
 def _unit(params: Params, prefix: str, h: torch.Tensor, stride: int = 1) -> torch.Tensor:

@@ -36,11 +36,19 @@ import torch.nn.functional as F
 
 from rabo_bench.data.episodes import Episode, sample_episode, shard_classes
 from rabo_bench.data.omniglot import load_omniglot
-from rabo_bench.models.networks import NetSpec, conv4, feature_dim, forward, init, resnet12
+from rabo_bench.models.networks import (
+    NetSpec,
+    conv4,
+    forward,
+    head_logits,
+    init,
+    init_head,
+    resnet12,
+)
 from rabo_bench.models.networks import channel_layers as net_layers
 from rabo_bench.params import Params
 from rabo_bench.problems.base import BilevelProblem
-from rabo_bench.submodel.channels import ChannelLayer, ChannelLayers
+from rabo_bench.submodel.channels import ChannelLayers
 
 BACKBONES = ("conv4", "resnet12")
 
@@ -107,17 +115,11 @@ class FewShotProblem(BilevelProblem):
     # -- parameters and structure ---------------------------------------------------------
     def init_params(self, rng: torch.Generator) -> tuple[Params, Params]:
         x = init(self.config.net, rng, self.dtype)
-        classes, d = self._train.shape[0], feature_dim(self.config.net)
-        bound = 1.0 / math.sqrt(d)
-        weight = (torch.rand(classes, d, generator=rng, dtype=self.dtype) * 2 - 1) * bound
-        y = {"head.weight": weight, "head.bias": torch.zeros(classes, dtype=self.dtype)}
-        return x, y
+        return x, init_head(self.config.net, self._train.shape[0], rng, self.dtype, "head")
 
     def channel_layers(self, x: Params, y: Params) -> ChannelLayers:
-        layers = list(net_layers(self.config.net, side="x"))
-        last = layers[-1]
-        layers[-1] = ChannelLayer(last.name, last.size, (*last.members, ("y", "head.weight", 1)))
-        return ChannelLayers(tuple(layers))
+        readers = (("y", "head.weight", 1),)
+        return ChannelLayers(tuple(net_layers(self.config.net, "x", readers)))
 
     # -- data -----------------------------------------------------------------------------
     def _episodes(self, client: int, rng: torch.Generator) -> list[Episode]:
@@ -149,7 +151,7 @@ class FewShotProblem(BilevelProblem):
 
     # -- losses ---------------------------------------------------------------------------
     def _logits(self, x: Params, y: Params, images: torch.Tensor) -> torch.Tensor:
-        return forward(self.config.net, x, images) @ y["head.weight"].T + y["head.bias"]
+        return head_logits(self.config.net, x, y, images, "head")
 
     def _ridge(self, y: Params) -> torch.Tensor:
         return 0.5 * self.config.reg * sum(t.pow(2).sum() for t in y.values())

@@ -32,16 +32,16 @@ import torch.nn.functional as F
 from rabo_bench.data.cifar import client_splits, load_cifar10, long_tail_counts, long_tail_indices
 from rabo_bench.models.networks import (
     NetSpec,
-    feature_dim,
-    forward,
+    head_logits,
     init,
+    init_head,
     resnet18_cifar,
     resnet_cifar,
 )
 from rabo_bench.models.networks import channel_layers as net_layers
 from rabo_bench.params import Params
 from rabo_bench.problems.base import BilevelProblem
-from rabo_bench.submodel.channels import ChannelLayer, ChannelLayers
+from rabo_bench.submodel.channels import ChannelLayers
 
 NETWORKS = ("resnet8", "resnet20", "resnet18")
 CLASSES = 10
@@ -112,17 +112,12 @@ class LossTuningProblem(BilevelProblem):
         if self.config.tune_weights:
             x["w"] = zeros.clone()
         y = init(self.config.net, rng, self.dtype)
-        d = feature_dim(self.config.net)
-        bound = 1.0 / d**0.5
-        y["fc.weight"] = (torch.rand(CLASSES, d, generator=rng, dtype=self.dtype) * 2 - 1) * bound
-        y["fc.bias"] = torch.zeros(CLASSES, dtype=self.dtype)
+        y.update(init_head(self.config.net, CLASSES, rng, self.dtype, "fc"))
         return x, y
 
     def channel_layers(self, x: Params, y: Params) -> ChannelLayers:
-        layers = list(net_layers(self.config.net, side="y"))
-        last = layers[-1]
-        layers[-1] = ChannelLayer(last.name, last.size, (*last.members, ("y", "fc.weight", 1)))
-        return ChannelLayers(tuple(layers))
+        readers = (("y", "fc.weight", 1),)
+        return ChannelLayers(tuple(net_layers(self.config.net, "y", readers)))
 
     # -- data -----------------------------------------------------------------------------
     def _batch(self, indices: torch.Tensor, rng: torch.Generator):
@@ -141,7 +136,7 @@ class LossTuningProblem(BilevelProblem):
 
     # -- losses ---------------------------------------------------------------------------
     def _logits(self, y: Params, images: torch.Tensor) -> torch.Tensor:
-        return forward(self.config.net, y, images) @ y["fc.weight"].T + y["fc.bias"]
+        return head_logits(self.config.net, y, y, images, "fc")
 
     def lower_loss(self, client, x, y, batch):
         images, labels = batch

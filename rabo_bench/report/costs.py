@@ -40,10 +40,11 @@ def _fractions(folder: Path, finals: pd.DataFrame) -> pd.DataFrame:
                 for c in submodel_costs(instance, sorted(set(caps) | {1.0}))
             }
         policy = config["algorithm"]["policy"]["type"]
-        full = policy == "full"
-        param = 1.0 if full else sum(cache[key][r][0] for r in caps) / len(caps)
-        flops = 1.0 if policy in FULL_WIDTH_COMPUTE else sum(cache[key][r][1] for r in caps)
-        flops = flops if policy in FULL_WIDTH_COMPUTE else flops / len(caps)
+        param, flops = (sum(cache[key][r][k] for r in caps) / len(caps) for k in (0, 1))
+        if policy == "full":
+            param = 1.0
+        if policy in FULL_WIDTH_COMPUTE:
+            flops = 1.0
         rows.append({"run_id": run_id, "param_fraction": param, "flop_fraction": flops})
     return pd.DataFrame(rows)
 
