@@ -19,51 +19,64 @@ from typing import ClassVar
 import torch
 
 from rabo_bench.algorithms import Algorithm, register
-from rabo_bench.federated.aggregation import masked_step
 from rabo_bench.federated.inner import MinibatchSGD
 from rabo_bench.federated.outer import OuterStep
 from rabo_bench.federated.policies import FullModel
-from rabo_bench.hypergrad import LocalObjective, Oracles
+from rabo_bench.params import Layout
 
 
 @dataclass(frozen=True)
 class ClientSampledNeumann(OuterStep):
+    """h = mean_i grad_x f_i - mean_i d^2_xy g_i · p (the mean of the h_i above, split in its
+    two sums so that each is one pass over the clients)."""
+
     name: ClassVar[str] = "client_sampled_neumann"
     terms: int = 5
     eta: float = 0.01
     lr: float = 0.01
 
     def run(self, ctx, x, y, masks):
-        objs = [LocalObjective(ctx.problem, i, x, y, masks[i].x, masks[i].y) for i in ctx.clients]
-        if any(o.x_layout.numel != sum(t.numel() for t in x.values()) for o in objs) or any(
-            o.y_layout.numel != sum(t.numel() for t in y.values()) for o in objs
-        ):
+        full = (Layout.of(x).numel, Layout.of(y).numel)
+        if any((m.x.numel(), m.y.numel()) != full for m in masks):
             raise ValueError("client_sampled_neumann (FedMBO) needs full-model masks")
-        oracles = [Oracles(o, ctx.ledger.counters[i]) for i, o in enumerate(objs)]
-        rngs = [ctx.rng(i, "outer") for i in ctx.clients]
-        x_flat, y_flat = objs[0].pack_x(x), objs[0].pack_y(y)
-        grads = []
-        for i, (o, orc) in enumerate(zip(objs, oracles, strict=True)):
-            ctx.ledger.send_down(i, len(y_flat))
-            grads.append(orc.grad_f(x_flat, y_flat, o.sample_f(rngs[i])))
-            ctx.ledger.send_up(i, len(y_flat))
-        v = torch.stack([g[1] for g in grads]).mean(0)
+        streams = ctx.streams("outer")
+
+        def upper(view):
+            y_sub = view.pack_y(y)
+            view.send_down(len(y_sub))
+            grad_x, grad_y = view.oracles.grad_f(view.pack_x(x), y_sub, view.sample_f())
+            view.send_up(len(y_sub))
+            return {"x": grad_x, "y": grad_y}
+
+        grads = ctx.map_clients(upper, masks, streams, x, y)
+        layout = Layout.of(y)
+        v = layout.flatten(grads["y"].mean()[0])
         sampler = ctx.rng(None, "neumann-clients")
         term, total = v, v
         for _ in range(self.terms - 1):
-            i = int(torch.randint(len(objs), (1,), generator=sampler))
-            ctx.ledger.send_down(i, len(y_flat))
-            term = term - self.eta * oracles[i].hvp(x_flat, y_flat, term, objs[i].sample_g(rngs[i]))
-            ctx.ledger.send_up(i, len(y_flat))
+
+            def factor(view, term=term):
+                y_sub = view.pack_y(y)
+                view.send_down(len(y_sub))
+                product = view.oracles.hvp(view.pack_x(x), y_sub, term, view.sample_g())
+                view.send_up(len(y_sub))
+                return product
+
+            i = int(torch.randint(len(masks), (1,), generator=sampler))
+            term = term - self.eta * ctx.one_client(i, factor, masks, streams, x, y)
             total = total + term
         p = self.eta * total
-        hypergrads = []
-        for i, (o, orc) in enumerate(zip(objs, oracles, strict=True)):
-            ctx.ledger.send_down(i, len(y_flat))
-            mixed = orc.mixed(x_flat, y_flat, p, o.sample_g(rngs[i]))
-            hypergrads.append(o.unpack_x(grads[i][0] - mixed))
-            ctx.ledger.send_up(i, len(x_flat))
-        return masked_step(x, hypergrads, [m.x.dense() for m in masks], self.lr)
+
+        def lower(view):
+            x_sub, y_sub = view.pack_x(x), view.pack_y(y)
+            view.send_down(len(y_sub))
+            mixed = view.oracles.mixed(x_sub, y_sub, p, view.sample_g())
+            view.send_up(len(x_sub))
+            return {"x": mixed}
+
+        mixed = ctx.map_clients(lower, masks, streams, x, y)["x"].mean()[0]
+        grad_x = grads["x"].mean()[0]
+        return {name: t - self.lr * (grad_x[name] - mixed[name]) for name, t in x.items()}
 
 
 FEDMBO = register(

@@ -27,7 +27,7 @@ def logistic_inner_lr(problem: LogisticHyperProblem) -> float:
     L bounds d^2_yy G everywhere (softplus'' <= 1/4), so gradient descent with this step size
     converges on the inner problem. x stays at its initial value here.
     """
-    gram = sum(a.T @ a / len(a) for a, _ in problem.train) / problem.num_clients
+    gram = sum(a.T @ a / len(a) for a in problem.train[0]) / problem.num_clients
     lam_max = torch.exp(torch.tensor(problem.config.log_lambda_init))
     return float(1 / (torch.linalg.matrix_norm(gram, ord=2) / 4 + lam_max))
 

@@ -46,13 +46,82 @@ def _check(masks: Masks, updates: Sequence[Params] | None = None) -> None:
 def coverage(masks: Masks) -> dict[str, torch.Tensor]:
     """Per coordinate j, the number of clients holding it: |C_j| of SPEC Def. 3 (a LongTensor)."""
     _check(masks)
-    out = {}
-    for name in masks[0]:
-        count = torch.zeros(masks[0][name].shape, dtype=torch.long, device=masks[0][name].device)
-        for m in masks:
-            count = count + m[name]
-        out[name] = count
-    return out
+    total = MaskedSum()
+    for m in masks:
+        total.count_mask(m)
+    return total.count
+
+
+class MaskedSum:
+    """The server's running  S_j = sum_{i in C_j} u_{i,j}  and  |C_j|  over the clients added
+    so far (one update at a time, or a stack of them from the vectorised engine). A sharded run
+    adds its local clients on each rank and all-reduces both sums (``all_reduce``)."""
+
+    def __init__(self) -> None:
+        self.total: dict[str, torch.Tensor] = {}
+        self.count: dict[str, torch.Tensor] = {}
+
+    def count_mask(self, mask: Mapping[str, torch.Tensor], dim: int | None = None) -> None:
+        for name, m in mask.items():
+            held = m.long() if dim is None else m.long().sum(dim)
+            self.count[name] = self.count[name] + held if name in self.count else held
+
+    def add(self, update: Params, mask: Mapping[str, torch.Tensor]) -> None:
+        """One client's update; its values off the mask are ignored (NaN and inf included)."""
+        self._add(update, mask, None)
+
+    def add_stacked(self, updates: Params, masks: Mapping[str, torch.Tensor]) -> None:
+        """Updates and masks of several clients stacked along dimension 0."""
+        self._add(updates, masks, 0)
+
+    def _add(self, update: Params, mask: Mapping[str, torch.Tensor], dim: int | None) -> None:
+        self.count_mask(mask, dim)
+        for name, m in mask.items():
+            held = torch.where(m, update[name], 0)
+            held = held if dim is None else held.sum(dim)
+            self.total[name] = self.total[name] + held if name in self.total else held
+
+    def all_reduce(self) -> MaskedSum:
+        """Sum the partial sums and counts of every rank (torch.distributed, any backend)."""
+        import torch.distributed as dist
+
+        for table in (self.total, self.count):
+            for name in sorted(table):
+                dist.all_reduce(table[name])
+        return self
+
+    def mean(self) -> tuple[Params, dict[str, torch.Tensor]]:
+        """(mean over C_j, covered = |C_j| >= 1); the mean is 0 where C_j is empty."""
+        covered = {name: c > 0 for name, c in self.count.items()}
+        mean = {
+            name: torch.where(covered[name], t / self.count[name].clamp(min=1), 0)
+            for name, t in self.total.items()
+        }
+        return mean, covered
+
+    def step(self, params: Params, lr: float) -> Params:
+        """x_j <- x_j - lr * mean_{i in C_j} u_{i,j} where |C_j| >= 1; x_j unchanged
+        (bit-identical) where no client holds j. Returns a new dict."""
+        mean, covered = self.mean()
+        if set(params) != set(mean):
+            raise ValueError(f"params names {sorted(params)} differ from mask names {sorted(mean)}")
+        for name, p in params.items():
+            if p.shape != mean[name].shape:
+                raise ValueError(
+                    f"params {name!r} has shape {tuple(p.shape)}, "
+                    f"masks have {tuple(mean[name].shape)}"
+                )
+        return {
+            name: torch.where(covered[name], p - lr * mean[name], p) for name, p in params.items()
+        }
+
+
+def _summed(updates: Sequence[Params], masks: Masks) -> MaskedSum:
+    _check(masks, updates)
+    total = MaskedSum()
+    for u, m in zip(updates, masks, strict=True):
+        total.add(u, m)
+    return total
 
 
 def masked_mean(updates: Sequence[Params], masks: Masks) -> tuple[Params, dict[str, torch.Tensor]]:
@@ -62,16 +131,7 @@ def masked_mean(updates: Sequence[Params], masks: Masks) -> tuple[Params, dict[s
     (outer, x). Values of an update outside its client's mask are ignored, whatever they are
     (NaN and inf included). Returns ``(mean, covered)`` with ``covered = |C_j| >= 1``.
     """
-    _check(masks, updates)
-    counts = coverage(masks)
-    mean, covered = {}, {}
-    for name, count in counts.items():
-        total = torch.zeros((), dtype=updates[0][name].dtype, device=count.device)
-        for u, m in zip(updates, masks, strict=True):
-            total = total + torch.where(m[name], u[name], 0)
-        covered[name] = count > 0
-        mean[name] = torch.where(covered[name], total / count.clamp(min=1), 0)
-    return mean, covered
+    return _summed(updates, masks).mean()
 
 
 def masked_step(params: Params, updates: Sequence[Params], masks: Masks, lr: float) -> Params:
@@ -83,12 +143,4 @@ def masked_step(params: Params, updates: Sequence[Params], masks: Masks, lr: flo
     plain FedAvg mean. Eq. (6) uses lr = β and the clients' accumulated inner gradients; eq. (8)
     uses lr = α and the clients' hypergradient estimates. Returns a new dict.
     """
-    mean, covered = masked_mean(updates, masks)
-    if set(params) != set(mean):
-        raise ValueError(f"params names {sorted(params)} differ from mask names {sorted(mean)}")
-    for name, p in params.items():
-        if p.shape != mean[name].shape:
-            raise ValueError(
-                f"params {name!r} has shape {tuple(p.shape)}, masks have {tuple(mean[name].shape)}"
-            )
-    return {name: torch.where(covered[name], p - lr * mean[name], p) for name, p in params.items()}
+    return _summed(updates, masks).step(params, lr)

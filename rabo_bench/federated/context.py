@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 
 import torch
 
+from rabo_bench.federated.aggregation import MaskedSum
+from rabo_bench.federated.clients import (
+    ClientEngine,
+    ClientFn,
+    Phase,
+    SequentialClients,
+    Streams,
+)
 from rabo_bench.hypergrad import OracleCounter
+from rabo_bench.params import Params
 from rabo_bench.problems.base import BilevelProblem
 from rabo_bench.submodel import StructuredMask
 
@@ -55,20 +64,39 @@ class CostLedger:
 
 @dataclass
 class RoundContext:
-    """Everything a part may use in global iteration ``round``."""
+    """Everything a part may use in global iteration ``round``, and the client engine that
+    simulates the clients (:mod:`rabo_bench.federated.clients`; sequential by default)."""
 
     problem: BilevelProblem
     round: int
     capacities: Sequence[float]
     run_key: str
+    engine: ClientEngine | None = None
     ledger: CostLedger = field(init=False)
 
     def __post_init__(self) -> None:
         self.ledger = CostLedger.empty(self.problem.num_clients)
-
-    @property
-    def clients(self) -> range:
-        return range(self.problem.num_clients)
+        if self.engine is None:
+            self.engine = SequentialClients()
 
     def rng(self, client: int | None, purpose: str) -> torch.Generator:
         return derive_generator(self.run_key, self.round, client, purpose)
+
+    def streams(self, purpose: str) -> Streams:
+        """Every client's stream for ``purpose`` in this round (kept across phases)."""
+        return Streams(self, purpose)
+
+    def map_clients(
+        self, fn: ClientFn, masks: list[ClientMasks], streams: Streams | str, x: Params, y: Params
+    ) -> dict[str, MaskedSum]:
+        """Run the client function ``fn`` for every client (objectives at x, y); the server's
+        masked sums per upload key. ``streams`` may be a purpose name (fresh streams)."""
+        if isinstance(streams, str):
+            streams = self.streams(streams)
+        return self.engine.map(Phase(self, masks, streams, x, y), fn)
+
+    def one_client(
+        self, client: int, fn, masks: list[ClientMasks], streams: Streams, x: Params, y: Params
+    ):
+        """``fn`` for client ``client`` alone (its result, not a sum)."""
+        return self.engine.one(Phase(self, masks, streams, x, y), client, fn)

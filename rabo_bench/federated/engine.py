@@ -5,7 +5,9 @@ One global iteration q (SPEC §2, Algorithm 1):
     x', y^{q+1} = inner.run(x^q, y^q, masks)                  clients eq. (5), server eq. (6)
     x^{q+1} = outer.run(x', y^{q+1}, masks)                   clients eq. (7)/(10), server eq. (8)
 (x' = x^q for bilevel methods; single-level baselines train x jointly in the inner phase.)
-Clients are simulated in sequence; each part records its clients' oracle calls and messages.
+Each part records its clients' oracle calls and messages. How the clients are simulated is the
+run's client engine (``clients``, :mod:`rabo_bench.federated.clients`): in sequence, vectorised
+under vmap, either of them sharded over torch.distributed ranks; the results are the same.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from dataclasses import dataclass
 import torch
 
 from rabo_bench.federated.aggregation import coverage
+from rabo_bench.federated.clients import ClientEngine, SequentialClients
 from rabo_bench.federated.context import ClientMasks, CostLedger, RoundContext, derive_generator
+from rabo_bench.federated.distributed import sharded
+from rabo_bench.federated.vectorised import VectorisedClients
 from rabo_bench.hypergrad import OracleCounter
 from rabo_bench.params import Params
 from rabo_bench.problems.base import BilevelProblem
@@ -53,11 +58,43 @@ class RoundReport:
         return total
 
 
+CLIENT_ENGINES = ("auto", "sequential", "vectorised")
+
+
+def why_not_vectorised(problem: BilevelProblem, algorithm) -> str | None:
+    """Why the vectorised engine cannot run ``algorithm`` on ``problem`` (None: it can)."""
+    if not problem.vectorisable:
+        return f"problem {type(problem).__name__} picks client data by int (not vectorisable)"
+    for part in (algorithm.inner, algorithm.outer):
+        if not part.vectorisable:
+            detail = f" (estimator {part.estimator.name})" if hasattr(part, "estimator") else ""
+            return f"{algorithm.name}'s {part.name}{detail} is not vectorisable"
+    return None
+
+
+def client_engine(problem: BilevelProblem, algorithm, clients: str = "auto") -> ClientEngine:
+    """The engine for ``clients`` (one of CLIENT_ENGINES): "auto" is vectorised wherever that is
+    valid, else sequential. Under torch.distributed (torchrun, world size > 1) each rank runs
+    its share of the clients and the server's sums are all-reduced."""
+    if clients not in CLIENT_ENGINES:
+        raise ValueError(f"unknown client engine {clients!r}; choose one of {CLIENT_ENGINES}")
+    reason = why_not_vectorised(problem, algorithm)
+    if clients == "vectorised" and reason is not None:
+        raise ValueError(f"the vectorised client engine cannot run this: {reason}")
+    vectorised = clients != "sequential" and reason is None
+    return sharded(VectorisedClients() if vectorised else SequentialClients())
+
+
 class FederatedRun:
     """The state (x^q, y^q) of one run and the round loop that advances it."""
 
     def __init__(
-        self, problem: BilevelProblem, algorithm, capacities: Sequence[float], run_key: str
+        self,
+        problem: BilevelProblem,
+        algorithm,
+        capacities: Sequence[float],
+        run_key: str,
+        clients: str = "auto",
     ) -> None:
         if len(capacities) != problem.num_clients:
             raise ValueError(
@@ -71,16 +108,18 @@ class FederatedRun:
         self.capacities, self.run_key = tuple(capacities), run_key
         self.x, self.y = problem.init_params(derive_generator(run_key, "init"))
         self.layers = problem.channel_layers(self.x, self.y)
+        self.engine = client_engine(problem, algorithm, clients)
         self.round = 0
 
     def step(self) -> RoundReport:
-        ctx = RoundContext(self.problem, self.round, self.capacities, self.run_key)
+        ctx = RoundContext(self.problem, self.round, self.capacities, self.run_key, self.engine)
         algo = self.algorithm
         masks = algo.policy.assign(
             self.x, self.y, self.capacities, self.round, ctx.rng(None, "masks"), self.layers
         )
         x_mid, y_next = algo.inner.run(ctx, self.x, self.y, masks)
         x_next = algo.outer.run(ctx, x_mid, y_next, masks)
+        self.engine.finish_round(ctx)
         report = RoundReport(
             self.round,
             ctx.ledger,

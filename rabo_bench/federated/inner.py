@@ -10,14 +10,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rabo_bench.federated.aggregation import masked_step
 from rabo_bench.federated.context import ClientMasks, RoundContext
-from rabo_bench.hypergrad import LocalObjective, Oracles
 from rabo_bench.params import Params
 
 
 class InnerSolver(ABC):
     name: ClassVar[str]
+    # True when the client code may run under vmap (see rabo_bench.federated.vectorised)
+    vectorisable: ClassVar[bool] = True
 
     @abstractmethod
     def run(
@@ -39,18 +39,15 @@ class LocalSGD(InnerSolver):
     lr: float = 0.01
 
     def run(self, ctx, x, y, masks) -> tuple[Params, Params]:
-        deltas = []
-        for i in ctx.clients:
-            obj = LocalObjective(ctx.problem, i, x, y, masks[i].x, masks[i].y)
-            x_sub, y_start = obj.pack_x(x), obj.pack_y(y)
-            ctx.ledger.send_down(i, len(x_sub) + len(y_start))
-            rng = ctx.rng(i, "inner")
-            batches = [obj.sample_g(rng) for _ in range(self.steps)]
-            oracles = Oracles(obj, ctx.ledger.counters[i])
-            y_end = oracles.inner_steps(x_sub, y_start, self.lr, batches)
-            deltas.append(obj.unpack_y((y_start - y_end) / self.lr))
-            ctx.ledger.send_up(i, len(y_start))
-        return x, masked_step(y, deltas, [m.y.dense() for m in masks], self.lr)
+        def client(view):
+            x_sub, y_start = view.pack_x(x), view.pack_y(y)
+            view.send_down(len(x_sub) + len(y_start))
+            batches = [view.sample_g() for _ in range(self.steps)]
+            y_end = view.oracles.inner_steps(x_sub, y_start, self.lr, batches)
+            view.send_up(len(y_start))
+            return {"y": (y_start - y_end) / self.lr}
+
+        return x, ctx.map_clients(client, masks, "inner", x, y)["y"].step(y, self.lr)
 
 
 @dataclass(frozen=True)
@@ -65,24 +62,17 @@ class MinibatchSGD(InnerSolver):
     lr: float = 0.01
 
     def run(self, ctx, x, y, masks) -> tuple[Params, Params]:
-        objectives = [
-            LocalObjective(ctx.problem, i, x, y, masks[i].x, masks[i].y) for i in ctx.clients
-        ]
-        rngs = [ctx.rng(i, "inner") for i in ctx.clients]
-        dense = [m.y.dense() for m in masks]
-        for i, obj in zip(ctx.clients, objectives, strict=True):
-            ctx.ledger.send_down(i, obj.x_layout.numel)
-        for _ in range(self.steps):
-            grads = []
-            for i, obj in zip(ctx.clients, objectives, strict=True):
-                y_sub = obj.pack_y(y)
-                ctx.ledger.send_down(i, len(y_sub))
-                oracles = Oracles(obj, ctx.ledger.counters[i])
-                grads.append(
-                    obj.unpack_y(oracles.grad_g(obj.pack_x(x), y_sub, obj.sample_g(rngs[i])))
-                )
-                ctx.ledger.send_up(i, len(y_sub))
-            y = masked_step(y, grads, dense, self.lr)
+        streams = ctx.streams("inner")
+        for step in range(self.steps):
+
+            def client(view, y=y, first=step == 0):
+                x_sub, y_sub = view.pack_x(x), view.pack_y(y)
+                view.send_down(len(y_sub) + (len(x_sub) if first else 0))
+                grad = view.oracles.grad_g(x_sub, y_sub, view.sample_g())
+                view.send_up(len(y_sub))
+                return {"y": grad}
+
+            y = ctx.map_clients(client, masks, streams, x, y)["y"].step(y, self.lr)
         return x, y
 
 
@@ -100,20 +90,15 @@ class JointLocalSGD(InnerSolver):
     loss: str = "task"  # the problem's single-level loss family (protonet, maml, ...)
 
     def run(self, ctx, x, y, masks) -> tuple[Params, Params]:
-        dx, dy = [], []
-        for i in ctx.clients:
-            obj = LocalObjective(ctx.problem, i, x, y, masks[i].x, masks[i].y)
-            x0, y0 = obj.pack_x(x), obj.pack_y(y)
-            ctx.ledger.send_down(i, len(x0) + len(y0))
-            oracles, rng = Oracles(obj, ctx.ledger.counters[i]), ctx.rng(i, "inner")
+        def client(view):
+            x0, y0 = view.pack_x(x), view.pack_y(y)
+            view.send_down(len(x0) + len(y0))
             xs, ys = x0, y0
             for _ in range(self.steps):
-                gx, gy = oracles.grad_task(xs, ys, obj.sample_task(rng), self.loss)
+                gx, gy = view.oracles.grad_task(xs, ys, view.sample_task(), self.loss)
                 xs, ys = xs - self.lr * gx, ys - self.lr * gy
-            dx.append(obj.unpack_x((x0 - xs) / self.lr))
-            dy.append(obj.unpack_y((y0 - ys) / self.lr))
-            ctx.ledger.send_up(i, len(x0) + len(y0))
-        return (
-            masked_step(x, dx, [m.x.dense() for m in masks], self.lr),
-            masked_step(y, dy, [m.y.dense() for m in masks], self.lr),
-        )
+            view.send_up(len(x0) + len(y0))
+            return {"x": (x0 - xs) / self.lr, "y": (y0 - ys) / self.lr}
+
+        sums = ctx.map_clients(client, masks, "inner", x, y)
+        return sums["x"].step(x, self.lr), sums["y"].step(y, self.lr)

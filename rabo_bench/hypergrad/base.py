@@ -14,6 +14,7 @@ y and evaluate the upper gradient at the end of the unperturbed run.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import fields
 from typing import ClassVar
 
@@ -28,11 +29,25 @@ class HypergradientEstimator(ABC):
     name: ClassVar[str]
     implicit: ClassVar[bool] = False  # True: evaluates at the given (x, y), no inner steps
 
+    @property
+    def vectorisable(self) -> bool:
+        """True when clients may run this estimator under ``vmap`` (the vectorised engine): no
+        data-dependent control flow, random draws only through the objective's batches and
+        :func:`draw`."""
+        return True
+
     @abstractmethod
     def __call__(
         self, oracles: Oracles, x: torch.Tensor, y: torch.Tensor, rng: torch.Generator
     ) -> torch.Tensor:
         """An estimate of grad F at x for the client behind ``oracles``."""
+
+
+def draw(rng, sample: Callable[[torch.Generator], torch.Tensor]) -> torch.Tensor:
+    """``sample(rng)``: a random draw an estimator makes besides its batches. Under the
+    vectorised engine ``rng`` stands for a group of clients, and each client gets the draw
+    from its own generator, as in the sequential engine (``rng.draw``)."""
+    return sample(rng) if isinstance(rng, torch.Generator) else rng.draw(sample)
 
 
 def register_estimator(cls: type[HypergradientEstimator]) -> type[HypergradientEstimator]:

@@ -75,6 +75,10 @@ class Neumann(HypergradientEstimator):
         if self.terms < 1 or self.eta <= 0:
             raise ValueError(f"neumann needs terms >= 1 and eta > 0, got {self.terms}, {self.eta}")
 
+    @property
+    def vectorisable(self) -> bool:
+        return not self.randomized  # a random depth is a draw outside the batches
+
     def __call__(self, oracles: Oracles, x, y, rng: torch.Generator) -> torch.Tensor:
         obj = oracles.objective
         grad_x, grad_y = oracles.grad_f(x, y, obj.sample_f(rng))
@@ -107,6 +111,10 @@ class ConjugateGradient(HypergradientEstimator):
     implicit: ClassVar[bool] = True
     iterations: int = 20
     tol: float = 1e-12
+
+    @property
+    def vectorisable(self) -> bool:
+        return False  # stops on the residual: data-dependent control flow
 
     def __call__(self, oracles: Oracles, x, y, rng: torch.Generator) -> torch.Tensor:
         obj = oracles.objective

@@ -8,6 +8,8 @@ estimator takes is automatically restricted to the sub-model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from rabo_bench.params import Layout, Params
@@ -56,10 +58,10 @@ class LocalObjective:
         return embed(self.y_mask, self.y_layout.unflatten(y_sub), self._y_like)
 
     # -- losses and batches -------------------------------------------------------------------
-    def _clients(self) -> range:
+    def _clients(self) -> Sequence:
         if self.client is None:
             return range(self.problem.num_clients)
-        return range(self.client, self.client + 1)
+        return (self.client,)
 
     def _model(self, x_sub: torch.Tensor, y_sub: torch.Tensor) -> tuple[Params, Params]:
         """What the losses are evaluated at: the narrow sub-model itself where the problem

@@ -16,8 +16,9 @@ from typing import ClassVar
 
 import torch
 from torch.func import vmap
+from torch.nn.functional import one_hot
 
-from rabo_bench.hypergrad.base import HypergradientEstimator, register_estimator
+from rabo_bench.hypergrad.base import HypergradientEstimator, draw, register_estimator
 from rabo_bench.hypergrad.oracles import Oracles
 
 
@@ -74,10 +75,9 @@ class CoordinateFD(HypergradientEstimator):
         if self.coordinates is None or self.coordinates >= d:
             chosen, scale = torch.arange(d), 1.0
         else:
-            chosen = torch.randperm(d, generator=rng)[: self.coordinates]
+            chosen = draw(rng, lambda g: torch.randperm(d, generator=g))[: self.coordinates]
             scale = d / self.coordinates
-        directions = torch.zeros(len(chosen), d, dtype=x.dtype)
-        directions[torch.arange(len(chosen)), chosen] = 1.0  # rows e_j, without a d x d eye
+        directions = one_hot(chosen, d).to(x.dtype)  # rows e_j, without a d x d eye
         return _directional_estimate(
             oracles, x, y, rng, directions, scale, self.mu, self.steps, self.lr, self.chunk_size
         )
@@ -102,7 +102,7 @@ class GaussianZO(HypergradientEstimator):
     chunk_size: int | None = 256
 
     def __call__(self, oracles: Oracles, x, y, rng: torch.Generator) -> torch.Tensor:
-        u = torch.randn(self.directions, x.numel(), generator=rng, dtype=x.dtype)
+        u = draw(rng, lambda g: torch.randn(self.directions, x.numel(), generator=g, dtype=x.dtype))
         return _directional_estimate(
             oracles,
             x,

@@ -22,6 +22,21 @@ from rabo_bench.submodel.channels import ChannelLayers
 Batch = Any  # problem-specific (index tensor, episode, ...); None = the client's full data
 
 
+def client_row(
+    table: torch.Tensor, client: int | torch.Tensor, rows: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``table[client]``, or ``table[client][rows]`` (a minibatch of the client's samples), for
+    an int client or a 0-dim index tensor. The vectorised engine runs a problem's losses under
+    ``vmap`` with a batched client index, where plain indexing would need the index's value;
+    problems that set ``vectorisable`` pick their data with this. With ``rows`` only those rows
+    are gathered (not the client's whole table first)."""
+    if isinstance(client, int):
+        return table[client] if rows is None else table[client][rows]
+    if rows is None:
+        return torch.index_select(table, 0, client.reshape(1)).squeeze(0)
+    return torch.index_select(table.flatten(0, 1), 0, client * table.shape[1] + rows)
+
+
 def _detached(params: Params) -> Params:
     return {name: t.detach() for name, t in params.items()}
 
@@ -39,6 +54,9 @@ class BilevelProblem(ABC):
     # (width inferred from the shapes) and give the same value as at the zero-embedded full
     # model x ⊙ m: then clients compute on the narrow model (SPEC eq. 4) and really save work.
     physical_submodels: bool = False
+    # True when the losses accept a client index tensor (data picked with ``client_row``, all
+    # clients' batches of one shape), so the vectorised engine may run clients under vmap.
+    vectorisable: bool = False
 
     def channel_layers(self, x: Params, y: Params) -> ChannelLayers:
         """Which tensor dimensions share a channel (see :mod:`rabo_bench.submodel.channels`);

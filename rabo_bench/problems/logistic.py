@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from rabo_bench.params import Params
-from rabo_bench.problems.base import Batch, BilevelProblem
+from rabo_bench.problems.base import Batch, BilevelProblem, client_row
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,11 @@ def _logistic_loss(features: torch.Tensor, labels: torch.Tensor, w: torch.Tensor
 
 
 class LogisticHyperProblem(BilevelProblem):
-    """x = {"log_lambda": (dim,)}, y = {"w": (dim,)}."""
+    """x = {"log_lambda": (dim,)}, y = {"w": (dim,)}. Client data are stacked tensors, (features
+    (M, n, dim), labels (M, n)) per split, so clients can run under vmap."""
 
     newton_tol = 1e-13
+    vectorisable = True
 
     def __init__(self, config: LogisticConfig | None = None, **overrides) -> None:
         cfg = config or LogisticConfig(**overrides)
@@ -74,15 +76,17 @@ class LogisticHyperProblem(BilevelProblem):
             labels = torch.bernoulli(torch.sigmoid(a @ w), generator=rng)
             return a, labels
 
-        self.train, self.val = [], []
+        train, val = [], []
         for _ in range(cfg.num_clients):
             shift = h * torch.randn(d, generator=rng, dtype=dt)
             w_i = w_true + h * torch.randn(d, generator=rng, dtype=dt)
-            self.train.append(split(cfg.train_samples, shift, w_i))
-            self.val.append(split(cfg.val_samples, shift, w_i))
+            train.append(split(cfg.train_samples, shift, w_i))
+            val.append(split(cfg.val_samples, shift, w_i))
+        self.train = tuple(torch.stack(parts) for parts in zip(*train, strict=True))
+        self.val = tuple(torch.stack(parts) for parts in zip(*val, strict=True))
 
-    def _rows(self, data: tuple[torch.Tensor, torch.Tensor], batch: Batch):
-        return data if batch is None else (data[0][batch], data[1][batch])
+    def _rows(self, data: tuple[torch.Tensor, torch.Tensor], client, batch: Batch):
+        return tuple(client_row(t, client, batch) for t in data)
 
     def _sample(self, n: int, rng: torch.Generator) -> Batch:
         if self.config.batch_size == 0:
@@ -102,17 +106,17 @@ class LogisticHyperProblem(BilevelProblem):
 
     def lower_loss(self, client: int, x: Params, y: Params, batch: Batch) -> torch.Tensor:
         w = y["w"]
-        data = self._rows(self.train[client], batch)
+        data = self._rows(self.train, client, batch)
         return _logistic_loss(*data, w) + 0.5 * torch.sum(torch.exp(x["log_lambda"]) * w**2)
 
     def upper_loss(self, client: int, x: Params, y: Params, batch: Batch) -> torch.Tensor:
-        return _logistic_loss(*self._rows(self.val[client], batch), y["w"])
+        return _logistic_loss(*self._rows(self.val, client, batch), y["w"])
 
     # -- closed forms ------------------------------------------------------------------------
     def _inner_derivatives(self, lam: torch.Tensor, w: torch.Tensor):
         """Analytic gradient and Hessian of G(x, .) at w."""
         grad, hess = lam * w, torch.diag(lam)
-        for a, labels in self.train:
+        for a, labels in zip(*self.train, strict=True):
             p = torch.sigmoid(a @ w)
             grad = grad + a.T @ (p - labels) / (len(labels) * self.num_clients)
             hess = hess + (a.T * (p * (1 - p))) @ a / (len(labels) * self.num_clients)
@@ -132,7 +136,9 @@ class LogisticHyperProblem(BilevelProblem):
     def hypergradient(self, x: Params) -> Params:
         lam = torch.exp(x["log_lambda"].detach())
         w = self.inner_solution(x)["w"]
-        grad_y = sum(v.T @ (torch.sigmoid(v @ w) - u) / len(u) for v, u in self.val)
+        grad_y = sum(
+            v.T @ (torch.sigmoid(v @ w) - u) / len(u) for v, u in zip(*self.val, strict=True)
+        )
         grad_y = grad_y / self.num_clients
         _, hess = self._inner_derivatives(lam, w)
         return {"log_lambda": -(lam * w) * torch.linalg.solve(hess, grad_y)}

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from rabo_bench.params import Params
-from rabo_bench.problems.base import Batch, BilevelProblem
+from rabo_bench.problems.base import Batch, BilevelProblem, client_row
 from rabo_bench.problems.spectra import centred, spd_with_spectrum, symmetric_noise
 
 
@@ -64,6 +64,8 @@ class QuadraticConfig:
 
 class QuadraticBilevel(BilevelProblem):
     """The synthetic strongly convex quadratic problem; x = {"x": (dim_x,)}, y = {"y": (dim_y,)}."""
+
+    vectorisable = True
 
     def __init__(self, config: QuadraticConfig | None = None, **overrides) -> None:
         cfg = config or QuadraticConfig(**overrides)
@@ -99,17 +101,21 @@ class QuadraticBilevel(BilevelProblem):
                 "H": torch.stack(
                     [symmetric_noise(n, dy, s * cfg.mu_g / 2, rng, dt) for _ in range(m)]
                 ),
-                "B": s * centred(coupling_draw(n, m, dy, dx)).transpose(0, 1),
-                "b": s * centred(gauss(n, m, dy)).transpose(0, 1),
-                "c": s * centred(gauss(n, m, dy)).transpose(0, 1),
+                "B": s * centred(coupling_draw(n, m, dy, dx)).transpose(0, 1).contiguous(),
+                "b": s * centred(gauss(n, m, dy)).transpose(0, 1).contiguous(),
+                "c": s * centred(gauss(n, m, dy)).transpose(0, 1).contiguous(),
             }
 
     # -- data --------------------------------------------------------------------------------
-    def _client_terms(self, client: int, batch: Batch) -> dict[str, torch.Tensor]:
-        terms = {"H": self.H[client], "B": self.B[client], "b": self.b[client], "c": self.c[client]}
+    def _client_terms(self, client, batch: Batch, keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """Client ``client``'s terms ``keys`` of (H, B, b, c) on ``batch`` (only those: the
+        minibatch noise is gathered per evaluation and dominates a vectorised round)."""
+        terms = {k: client_row(getattr(self, k), client) for k in keys}
         if batch is None or self._samples is None:
             return terms
-        return {k: v + self._samples[k][client][batch].mean(dim=0) for k, v in terms.items()}
+        return {
+            k: v + client_row(self._samples[k], client, batch).mean(dim=0) for k, v in terms.items()
+        }
 
     def _sample(self, rng: torch.Generator) -> Batch:
         if self._samples is None:
@@ -129,15 +135,15 @@ class QuadraticBilevel(BilevelProblem):
         return {"x": x}, {"y": y}
 
     def lower_loss(self, client: int, x: Params, y: Params, batch: Batch) -> torch.Tensor:
-        t, yv = self._client_terms(client, batch), y["y"]
+        t, yv = self._client_terms(client, batch, ("H", "B", "b")), y["y"]
         return 0.5 * yv @ t["H"] @ yv - yv @ (t["B"] @ x["x"] + t["b"])
 
     def upper_loss(self, client: int, x: Params, y: Params, batch: Batch) -> torch.Tensor:
-        t, xv, cfg = self._client_terms(client, batch), x["x"], self.config
+        t, xv, cfg = self._client_terms(client, batch, ("c",)), x["x"], self.config
         r = y["y"] - t["c"]
         return (
-            0.5 * r @ self.P[client] @ r
-            + 0.5 * cfg.rho * torch.sum((xv - self.a[client]) ** 2)
+            0.5 * r @ client_row(self.P, client) @ r
+            + 0.5 * cfg.rho * torch.sum((xv - client_row(self.a, client)) ** 2)
             + cfg.nu * torch.sum(torch.cos(xv))
         )
 

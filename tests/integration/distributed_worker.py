@@ -1,0 +1,38 @@
+"""Run by ``torchrun`` in test_distributed.py: a few rounds of every synthetic algorithm with
+the clients sharded over the ranks; rank 0 saves the final state and the per-round ledgers.
+Also importable: ``trajectories`` is the single-process reference."""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from rabo_bench.engine.problems import make_problem
+from rabo_bench.engine.suite import load_suite
+from rabo_bench.federated.distributed import init_from_env
+from rabo_bench.federated.engine import FederatedRun
+
+ROUNDS = 3
+
+
+def trajectories(clients: str) -> dict[str, dict]:
+    suite = load_suite("synthetic", "smoke")
+    problem = make_problem(suite.problem, suite.problem_params)
+    out = {}
+    for name in suite.algorithms:
+        run = FederatedRun(problem, suite.algorithm(name), suite.capacities, "dist", clients)
+        ledgers = []
+        for _ in range(ROUNDS):
+            ledger = run.step().ledger
+            counters = [c.as_dict() for c in ledger.counters]
+            ledgers.append((counters, ledger.params_down, ledger.params_up))
+        out[name] = {"x": run.x, "y": run.y, "ledgers": ledgers, "engine": run.engine.name}
+    return out
+
+
+if __name__ == "__main__":
+    rank, _ = init_from_env()
+    result = trajectories(sys.argv[2])
+    if rank == 0:
+        torch.save(result, sys.argv[1])
