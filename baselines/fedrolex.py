@@ -11,7 +11,7 @@ import torch
 
 from rabo_bench.algorithms import register, single_level
 from rabo_bench.federated.context import ClientMasks
-from rabo_bench.federated.policies import MaskPolicy, layer_masks
+from rabo_bench.federated.policies import MaskPolicy, layer_masks, per_capacity
 from rabo_bench.submodel.channels import ChannelLayers
 
 
@@ -24,7 +24,7 @@ class RollingWindow(MaskPolicy):
             return (round + torch.arange(keep)) % layer.size
 
         layers = layers or ChannelLayers.rows_of(x, y)
-        return [layer_masks(layers, x, y, r, window) for r in capacities]
+        return per_capacity(capacities, lambda r: layer_masks(layers, x, y, r, window))
 
 
 register(

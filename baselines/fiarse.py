@@ -19,7 +19,12 @@ import torch
 
 from rabo_bench.algorithms import register, single_level
 from rabo_bench.federated.context import ClientMasks
-from rabo_bench.federated.policies import MaskPolicy, layer_masks, prefix_channels
+from rabo_bench.federated.policies import (
+    MaskPolicy,
+    layer_masks,
+    per_capacity,
+    prefix_channels,
+)
 from rabo_bench.params import Params
 from rabo_bench.submodel import ElementMask
 from rabo_bench.submodel.channels import ChannelLayers
@@ -59,9 +64,10 @@ class GlobalTopK(MaskPolicy):
     name: ClassVar[str] = "global_top_k"
 
     def assign(self, x, y, capacities, round, rng, layers=None) -> list[ClientMasks]:
-        return [
-            ClientMasks(*global_top_k(x, y, matching_fraction(x, y, r, layers))) for r in capacities
-        ]
+        return per_capacity(
+            capacities,
+            lambda r: ClientMasks(*global_top_k(x, y, matching_fraction(x, y, r, layers))),
+        )
 
 
 register(

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from rabo_bench.algorithms import register, single_level
 from rabo_bench.federated.context import ClientMasks
-from rabo_bench.federated.policies import MaskPolicy, layer_masks, prefix_channels
+from rabo_bench.federated.policies import MaskPolicy, layer_masks, per_capacity, prefix_channels
 from rabo_bench.submodel.channels import ChannelLayers
 
 
@@ -18,7 +18,7 @@ class StaticPrefix(MaskPolicy):
 
     def assign(self, x, y, capacities, round, rng, layers=None) -> list[ClientMasks]:
         layers = layers or ChannelLayers.rows_of(x, y)
-        return [layer_masks(layers, x, y, r, prefix_channels) for r in capacities]
+        return per_capacity(capacities, lambda r: layer_masks(layers, x, y, r, prefix_channels))
 
 
 register(

@@ -36,8 +36,15 @@ class CoverageStats:
     histogram: list[int]
 
     @classmethod
-    def of(cls, masks: Sequence[dict[str, torch.Tensor]]) -> CoverageStats:
-        counts = torch.cat([c.reshape(-1) for c in coverage(masks).values()])
+    def of(cls, masks: Sequence) -> CoverageStats:
+        """From the clients' masks (each dense once per distinct mask object)."""
+        dense: dict[int, dict[str, torch.Tensor]] = {}
+        for m in masks:
+            if id(m) not in dense:
+                dense[id(m)] = m.dense()
+        counts = torch.cat(
+            [c.reshape(-1) for c in coverage([dense[id(m)] for m in masks]).values()]
+        )
         hist = torch.bincount(counts, minlength=len(masks) + 1)
         return cls(int(counts.min()), [int(v) for v in hist])
 
@@ -59,6 +66,10 @@ class RoundReport:
 
 
 CLIENT_ENGINES = ("auto", "sequential", "vectorised")
+# "auto" vectorises from this many clients on: below it vmap's fixed cost per call outweighs
+# the batching (measured, one round of the synthetic suite on 1 thread: 10 clients, RABO 0.35 s
+# sequential vs 0.95 s vectorised; 30 clients 0.34 s vs 0.27 s; 100 clients 0.82 s vs 0.30 s).
+AUTO_MIN_CLIENTS = 20
 
 
 def why_not_vectorised(problem: BilevelProblem, algorithm) -> str | None:
@@ -73,15 +84,18 @@ def why_not_vectorised(problem: BilevelProblem, algorithm) -> str | None:
 
 
 def client_engine(problem: BilevelProblem, algorithm, clients: str = "auto") -> ClientEngine:
-    """The engine for ``clients`` (one of CLIENT_ENGINES): "auto" is vectorised wherever that is
-    valid, else sequential. Under torch.distributed (torchrun, world size > 1) each rank runs
-    its share of the clients and the server's sums are all-reduced."""
+    """The engine for ``clients`` (one of CLIENT_ENGINES): "auto" is vectorised where that is
+    valid and the run has at least AUTO_MIN_CLIENTS clients, else sequential. Under
+    torch.distributed (torchrun, world size > 1) each rank runs its share of the clients and
+    the server's sums are all-reduced."""
     if clients not in CLIENT_ENGINES:
         raise ValueError(f"unknown client engine {clients!r}; choose one of {CLIENT_ENGINES}")
     reason = why_not_vectorised(problem, algorithm)
     if clients == "vectorised" and reason is not None:
         raise ValueError(f"the vectorised client engine cannot run this: {reason}")
-    vectorised = clients != "sequential" and reason is None
+    vectorised = clients == "vectorised" or (
+        clients == "auto" and reason is None and problem.num_clients >= AUTO_MIN_CLIENTS
+    )
     return sharded(VectorisedClients() if vectorised else SequentialClients())
 
 
@@ -124,8 +138,8 @@ class FederatedRun:
             self.round,
             ctx.ledger,
             masks,
-            CoverageStats.of([m.x.dense() for m in masks]),
-            CoverageStats.of([m.y.dense() for m in masks]),
+            CoverageStats.of([m.x for m in masks]),
+            CoverageStats.of([m.y for m in masks]),
         )
         self.x, self.y, self.round = x_next, y_next, self.round + 1
         return report

@@ -17,7 +17,7 @@ No matrix is ever formed here.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch.func import grad, jvp, vjp
@@ -52,8 +52,8 @@ class OracleCounter:
     jvp: int = 0
 
     def __iadd__(self, other: OracleCounter) -> OracleCounter:
-        for name, value in asdict(other).items():
-            setattr(self, name, getattr(self, name) + value)
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         return self
 
     @property

@@ -13,7 +13,7 @@ import torch
 
 from rabo_bench.algorithms import get
 from rabo_bench.engine.suite import load_suite
-from rabo_bench.federated.engine import FederatedRun, why_not_vectorised
+from rabo_bench.federated.engine import AUTO_MIN_CLIENTS, FederatedRun, why_not_vectorised
 from rabo_bench.problems import LogisticHyperProblem, QuadraticBilevel
 
 SUITE = load_suite("synthetic")
@@ -70,13 +70,16 @@ def test_vectorised_equals_sequential_for_other_estimators(estimator):
     assert_same_run(problem, rabo)
 
 
-def test_auto_picks_vectorised_where_valid_and_says_why_not_elsewhere():
-    problem = next(problems())
-    assert FederatedRun(problem, get("rabo"), CAPACITIES, "k").engine.name == "vectorised"
+def test_auto_vectorises_where_valid_from_enough_clients_and_says_why_not_elsewhere():
+    small = next(problems())
+    assert FederatedRun(small, get("rabo"), CAPACITIES, "k").engine.name == "sequential"
+    many = CAPACITIES * (AUTO_MIN_CLIENTS // len(CAPACITIES) + 1)
+    large = QuadraticBilevel(dim_x=3, dim_y=3, num_clients=len(many))
+    assert FederatedRun(large, get("rabo"), many, "k").engine.name == "vectorised"
     cg = get("rabo", {"outer": {"estimator": {"type": "cg"}}})
-    assert FederatedRun(problem, cg, CAPACITIES, "k").engine.name == "sequential"
-    assert "cg" in why_not_vectorised(problem, cg)
+    assert FederatedRun(large, cg, many, "k").engine.name == "sequential"
+    assert "cg" in why_not_vectorised(large, cg)
     with pytest.raises(ValueError, match="cannot run this"):
-        FederatedRun(problem, cg, CAPACITIES, "k", clients="vectorised")
+        FederatedRun(small, cg, CAPACITIES, "k", clients="vectorised")
     with pytest.raises(ValueError, match="unknown client engine"):
-        FederatedRun(problem, get("rabo"), CAPACITIES, "k", clients="threads")
+        FederatedRun(small, get("rabo"), CAPACITIES, "k", clients="threads")
