@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA_DEFAULT := $(abspath ../shared/data)
 export RABO_BENCH_DATA ?= $(if $(wildcard $(DATA_DEFAULT)),$(DATA_DEFAULT),)
 
-.PHONY: demo test lint venv clean estimators
+.PHONY: demo test lint venv clean estimators bench
 
 venv: $(STAMP)
 
@@ -32,3 +32,18 @@ clean:
 
 estimators: $(STAMP)
 	$(BIN)/python -m rabo_bench.estimator_table
+
+# Benchmarks (tests/benchmarks, not in CI: RABO_BENCH_BENCH=1 turns them on), then the report
+# in BENCH_OUT. About 15-25 minutes on 2 cores. BENCH_ARGS passes pytest arguments (e.g.
+# --deselect a point); BENCH_GPU_JSON merges a GPU run of the same benchmarks into the report.
+BENCH_JSON ?= out/benchmarks/benchmark.json
+BENCH_OUT ?= results/performance
+BENCH_ARGS ?=
+BENCH_GPU_JSON ?=
+bench: $(STAMP)
+	mkdir -p $(dir $(BENCH_JSON))
+	start=$$(date +%s) && \
+	RABO_BENCH_BENCH=1 $(BIN)/python -m pytest tests/benchmarks --benchmark-enable \
+		--benchmark-json=$(BENCH_JSON) --benchmark-columns=median,rounds $(BENCH_ARGS) && \
+	$(BIN)/python -m tests.benchmarks.report $(BENCH_JSON) $(BENCH_OUT) \
+		--wall-seconds $$(( $$(date +%s) - start )) $(if $(BENCH_GPU_JSON),--gpu $(BENCH_GPU_JSON))

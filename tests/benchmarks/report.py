@@ -1,0 +1,323 @@
+"""Turn a pytest-benchmark JSON from ``make bench`` into results/performance/: README.md (tables),
+PROVENANCE.md (command, commit, machine, date, wall time) and the raw JSON beside them.
+
+    python -m tests.benchmarks.report BENCH_JSON OUTDIR [--gpu GPU_JSON] [--wall-seconds S]
+
+``--gpu`` merges a run of the same benchmarks on a GPU machine: a CPU-vs-GPU table of the round
+times at N = 100, 1000, 10000, labelled with the GPU model that run recorded. Times are medians
+over the timed rounds; FLOP fractions are those tests/benchmarks/flops.py defines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rabo_bench.hypergrad import make_estimator
+
+ROUND_ALGORITHMS = ("rabo", "rafbo")
+ENGINES = ("sequential", "vectorised")
+GPU_CLIENTS = (100, 1000, 10000)
+TARGET_SPEEDUP, TARGET_CLIENTS = 10, 1000
+EXACT_MAX_DIM = make_estimator("exact").max_dim  # exact refuses larger d by design
+
+
+@dataclass(frozen=True)
+class Result:
+    test: str  # the test function: test_round, test_estimator, test_cnn_round
+    median: float  # seconds
+    rounds: int
+    info: dict[str, Any]  # extra_info: the benchmark's parameters, FLOPs and fraction
+
+
+def load(path: Path) -> tuple[dict[str, Any], list[Result]]:
+    data = json.loads(path.read_text())
+    results = [
+        Result(b["name"].split("[")[0], b["stats"]["median"], b["stats"]["rounds"], b["extra_info"])
+        for b in data["benchmarks"]
+    ]
+    return data, results
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value * 1e3:.3g} ms" if value < 1 else f"{value:.3g} s"
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2g} %"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _find(results: list[Result], test: str, **match: Any) -> Result | None:
+    for result in results:
+        if result.test == test and all(result.info.get(k) == v for k, v in match.items()):
+            return result
+    return None
+
+
+def _fraction(result: Result | None) -> float | None:
+    return None if result is None else result.info.get("flop_fraction")
+
+
+def _median(result: Result | None) -> float | None:
+    return None if result is None else result.median
+
+
+def speedups(results: list[Result]) -> dict[tuple[int, str], float]:
+    """(N, algorithm) -> sequential median / vectorised median, where both ran."""
+    out = {}
+    for r in results:
+        if r.test == "test_round" and r.info["engine"] == "vectorised":
+            seq = _find(results, "test_round", engine="sequential", **_round_key(r))
+            if seq is not None:
+                out[(r.info["clients"], r.info["algorithm"])] = seq.median / r.median
+    return out
+
+
+def _round_key(result: Result) -> dict[str, Any]:
+    return {"clients": result.info["clients"], "algorithm": result.info["algorithm"]}
+
+
+def _peak_memory(cells: list[Result | None]) -> str:
+    """The process's peak resident memory after these points (an upper bound for each)."""
+    values = [c.info["peak_rss_gb"] for c in cells if c is not None and "peak_rss_gb" in c.info]
+    return f"{max(values):.2f}" if values else "—"
+
+
+def round_section(results: list[Result]) -> list[str]:
+    gains = speedups(results)
+    clients = sorted({r.info["clients"] for r in results if r.test == "test_round"})
+    rows = []
+    for n in clients:
+        for algorithm in ROUND_ALGORITHMS:
+            cells = [
+                _find(results, "test_round", clients=n, algorithm=algorithm, engine=e)
+                for e in ENGINES
+            ]
+            gain = gains.get((n, algorithm))
+            rows.append(
+                [str(n), algorithm]
+                + [seconds(_median(c)) for c in cells]
+                + ["—" if gain is None else f"{gain:.1f}x"]
+                + [percent(_fraction(c)) for c in cells]
+                + [" / ".join("—" if c is None else str(c.rounds) for c in cells)]
+                + [_peak_memory(cells)]
+            )
+    header = [
+        "N",
+        "algorithm",
+        "sequential",
+        "vectorised",
+        "speedup",
+        "FLOP frac. seq.",
+        "FLOP frac. vec.",
+        "rounds timed (seq. / vec.)",
+        "peak RSS so far (GiB)",
+    ]
+    verdict = [
+        f"{algorithm}: {gains[(TARGET_CLIENTS, algorithm)]:.1f}x"
+        for algorithm in ROUND_ALGORITHMS
+        if (TARGET_CLIENTS, algorithm) in gains
+    ]
+    lines = [
+        "## Synthetic round: sequential vs vectorised engine",
+        "",
+        "One global round of the synthetic suite (noisy quadratic, d_x = d_y = 20, the suite's "
+        "RABO/RAFBO settings, capacities 1..1/16 repeated over N clients); median wall time.",
+        "",
+        *table(header, rows),
+        "",
+    ]
+    if verdict:
+        lines += [
+            f"Vectorised speedup at N = {TARGET_CLIENTS} (target >= {TARGET_SPEEDUP}x): "
+            + ", ".join(verdict)
+            + ".",
+            "",
+        ]
+    return lines
+
+
+def estimator_section(results: list[Result]) -> list[str]:
+    estimates = [r for r in results if r.test == "test_estimator"]
+    dims = sorted({r.info["dim"] for r in estimates})
+    names = sorted({r.info["estimator"] for r in estimates})
+    rows = []
+    for name in names:
+        row = [name]
+        for d in dims:
+            cell = _find(estimates, "test_estimator", estimator=name, dim=d)
+            refused = cell is None and name == "exact" and d > EXACT_MAX_DIM
+            row.append(f"refuses d > {EXACT_MAX_DIM}" if refused else seconds(_median(cell)))
+            row.append(percent(_fraction(cell)))
+        rows.append(row)
+    header = ["estimator"] + [f"{h} d={d}" for d in dims for h in ("time", "FLOP frac.")]
+    return [
+        "## Hypergradient estimators",
+        "",
+        "One estimate on the logistic hyperparameter problem (d_x = d_y = d, one client of 128 + "
+        "128 samples, 20 steps/terms/iterations, coordinate_fd with |S| = 32, gaussian_zo with "
+        "20 directions); median wall time. `exact` forms dense d x d matrices and refuses "
+        f"d > {EXACT_MAX_DIM} by design.",
+        "",
+        *table(header, rows),
+        "",
+    ]
+
+
+def cnn_section(results: list[Result]) -> list[str]:
+    rounds = [r for r in results if r.test == "test_cnn_round"]
+    if not rounds:
+        return ["## CNN round", "", "Not run (no Omniglot data: RABO_BENCH_DATA unset).", ""]
+    rows = [
+        [
+            r.info["algorithm"],
+            seconds(r.median),
+            f"{r.info['flops'] / 1e9:.3g}",
+            percent(_fraction(r)),
+            str(r.rounds),
+        ]
+        for r in rounds
+    ]
+    return [
+        f"## CNN round: Omniglot smoke ({rounds[0].info['setting']})",
+        "",
+        "One global round, 10 clients training Conv4 sub-models of width 4 x capacity, "
+        "sequential engine; float32.",
+        "",
+        *table(["algorithm", "time", "GFLOP", "FLOP frac.", "rounds timed"], rows),
+        "",
+    ]
+
+
+def reference_section(results: list[Result]) -> list[str]:
+    seen = {}
+    for r in results:
+        seen.setdefault(r.info["dtype"], r.info)
+    rows = [
+        [
+            dtype,
+            f"{info['matmul_flop_per_s'] / 1e9:.3g}",
+            str(info["matmul_size"]),
+            str(info["threads"]),
+            info["device"],
+        ]
+        for dtype, info in sorted(seen.items())
+    ]
+    return [
+        "## FLOP fractions: how they are measured",
+        "",
+        "FLOP fraction = (counted FLOPs of the measured call / its median time) / the FLOP/s of "
+        "a dense square matmul of the same dtype, best of 5, measured in the same process. "
+        "FLOPs are those of mm/bmm/addmm/convolutions (torch.utils.flop_counter) plus "
+        "mv/addmv/dot/vdot, 2 per multiply-add; elementwise work is not counted, so fractions "
+        "are lower bounds. Rule details: tests/benchmarks/flops.py.",
+        "",
+        *table(["dtype", "matmul GFLOP/s", "matmul n", "threads", "device"], rows),
+        "",
+    ]
+
+
+def gpu_section(cpu: list[Result], gpu: list[Result], gpu_model: str) -> list[str]:
+    rows = []
+    for n in GPU_CLIENTS:
+        for algorithm in ROUND_ALGORITHMS:
+            for engine in ENGINES:
+                key = {"clients": n, "algorithm": algorithm, "engine": engine}
+                here, there = (_find(rs, "test_round", **key) for rs in (cpu, gpu))
+                if here is None and there is None:
+                    continue
+                ratio = "—" if None in (here, there) else f"{here.median / there.median:.1f}x"
+                rows.append(
+                    [
+                        str(n),
+                        algorithm,
+                        engine,
+                        seconds(_median(here)),
+                        seconds(_median(there)),
+                        ratio,
+                    ]
+                )
+    return [
+        f"## CPU vs GPU ({gpu_model})",
+        "",
+        *table(["N", "algorithm", "engine", "CPU", "GPU", "GPU speedup"], rows),
+        "",
+    ]
+
+
+def provenance(data: dict[str, Any], command: str, wall: float | None, label: str) -> list[str]:
+    machine, commit = data["machine_info"], data.get("commit_info", {})
+    dirty = " (with uncommitted changes)" if commit.get("dirty") else ""
+    lines = [
+        f"## {label}",
+        "",
+        f"* command: `{command}`, i.e. `pytest {shlex.join(machine.get('pytest_args', []))}`",
+        f"* git commit: {commit.get('id', 'unknown')}{dirty}",
+        f"* date (end of run): {data['datetime']}",
+        f"* CPU: {machine.get('cpu_model')}, {machine.get('logical_cores')} logical cores, "
+        f"{machine.get('ram_gib')} GiB RAM",
+        f"* torch {machine.get('torch')}, {machine.get('torch_threads')} threads, "
+        f"Python {machine.get('python_version')}",
+    ]
+    if machine.get("gpu"):
+        lines.append(f"* GPU: {machine['gpu']}")
+    if wall is not None:
+        lines.append(f"* wall time of the whole run: {wall / 60:.1f} min")
+    return [*lines, ""]
+
+
+def write(bench: Path, out: Path, gpu: Path | None, wall: float | None, command: str) -> list[Path]:
+    data, results = load(bench)
+    out.mkdir(parents=True, exist_ok=True)
+    body = [
+        "# Performance benchmarks",
+        "",
+        f"Written by `tests/benchmarks/report.py` from `{bench.name}` (`make bench`); "
+        "machine and commit in PROVENANCE.md.",
+        "",
+        *round_section(results),
+        *estimator_section(results),
+        *cnn_section(results),
+        *reference_section(results),
+    ]
+    prov = ["# Provenance", "", *provenance(data, command, wall, "CPU run")]
+    shutil.copyfile(bench, out / "benchmark.json")
+    written = [out / "README.md", out / "PROVENANCE.md", out / "benchmark.json"]
+    if gpu is not None:
+        gpu_data, gpu_results = load(gpu)
+        model = gpu_data["machine_info"].get("gpu", "GPU")
+        body += gpu_section(results, gpu_results, model)
+        prov += provenance(gpu_data, command, None, f"GPU run ({model})")
+        shutil.copyfile(gpu, out / "benchmark-gpu.json")
+        written.append(out / "benchmark-gpu.json")
+    written[0].write_text("\n".join(body))
+    written[1].write_text("\n".join(prov))
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bench", type=Path, help="pytest-benchmark JSON of the CPU run")
+    parser.add_argument("out", type=Path, help="folder to write (results/performance)")
+    parser.add_argument("--gpu", type=Path, help="pytest-benchmark JSON of a GPU run")
+    parser.add_argument("--wall-seconds", type=float, help="wall time of the whole run")
+    parser.add_argument("--command", default="make bench", help="the command that ran it")
+    args = parser.parse_args(argv)
+    for path in write(args.bench, args.out, args.gpu, args.wall_seconds, args.command):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

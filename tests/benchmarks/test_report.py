@@ -1,0 +1,55 @@
+"""The report writer on a hand-made pytest-benchmark JSON (CPU run plus a GPU run); runs in CI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.benchmarks.report import write
+
+PEAK = {"dtype": "float64", "matmul_flop_per_s": 1e10, "matmul_size": 2048, "threads": 2}
+
+
+def _bench(test: str, median: float, **info) -> dict:
+    extra = {**PEAK, "device": "cpu", "flops": 1e9, "flop_fraction": 0.05, **info}
+    return {"name": f"{test}[x]", "stats": {"median": median, "rounds": 3}, "extra_info": extra}
+
+
+def _run(path: Path, benchmarks: list[dict], **machine) -> Path:
+    data = {
+        "machine_info": {"cpu_model": "Test CPU", "logical_cores": 2, "ram_gib": 8.0, **machine},
+        "commit_info": {"id": "abc123", "dirty": False},
+        "datetime": "2026-01-01T00:00:00",
+        "benchmarks": benchmarks,
+    }
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _round(median: float, clients: int, engine: str) -> dict:
+    return _bench("test_round", median, clients=clients, algorithm="rabo", engine=engine)
+
+
+def test_report_tables_speedup_refusal_and_gpu(tmp_path):
+    cpu = _run(
+        tmp_path / "cpu.json",
+        [
+            _round(20.0, 1000, "sequential"),
+            _round(1.0, 1000, "vectorised"),
+            _bench("test_estimator", 0.01, estimator="exact", dim=100),
+            _bench("test_estimator", 0.02, estimator="cg", dim=10000),
+        ],
+    )
+    gpu = _run(tmp_path / "gpu.json", [_round(0.1, 1000, "vectorised")], gpu="Fake GPU 80GB")
+    write(cpu, tmp_path / "out", gpu, wall=120.0, command="make bench")
+
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "| 1000 | rabo | 20 s | 1 s | 20.0x | 5 % | 5 % | 3 / 3 |" in readme
+    assert "(target >= 10x): rabo: 20.0x." in readme
+    assert "| exact | 10 ms | 5 % | refuses d > 2000 | — |" in readme
+    assert "Not run (no Omniglot data" in readme
+    assert "## CPU vs GPU (Fake GPU 80GB)" in readme
+    assert "| 1000 | rabo | vectorised | 1 s | 100 ms | 10.0x |" in readme
+    provenance = (tmp_path / "out" / "PROVENANCE.md").read_text()
+    assert "abc123" in provenance and "2.0 min" in provenance and "GPU: Fake GPU 80GB" in provenance
+    assert (tmp_path / "out" / "benchmark-gpu.json").is_file()
