@@ -12,6 +12,8 @@ import warnings
 from pathlib import Path
 from typing import NoReturn
 
+from rabo_bench.engine.checkpoint import DEFAULT_CHECKPOINTS, CheckpointPolicy
+
 PROG = "rabo-bench"
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,6 +37,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
     return value
 
 
@@ -64,6 +76,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tracking.add_argument("--no-mlflow", action="store_true", help="do not mirror to MLflow")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--jobs", type=_positive_int, default=1, metavar="N", help="runs at once (local engine)"
+    )
+    run.add_argument(
+        "--engine", choices=("local", "ray"), default="local", help="where runs execute"
+    )
+    run.add_argument(
+        "--ray-address", metavar="ADDRESS", help="Ray cluster (default: start a local Ray)"
+    )
+    run.add_argument(
+        "--clients",
+        choices=("auto", "sequential", "vectorised"),
+        default="auto",
+        help="how one run simulates its clients",
+    )
+    run.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=DEFAULT_CHECKPOINTS.rounds,
+        metavar="K",
+        help=f"save a run's state every K rounds (default {DEFAULT_CHECKPOINTS.rounds})",
+    )
+    run.add_argument(
+        "--checkpoint-minutes",
+        type=_positive_float,
+        default=DEFAULT_CHECKPOINTS.minutes,
+        metavar="M",
+        help=f"... or after M minutes (default {DEFAULT_CHECKPOINTS.minutes:g})",
+    )
     fit_rate = commands.add_parser(
         "fit-rate", help="fit rate exponents to RESULTS_DIR/rates.csv; tables and plots"
     )
@@ -74,11 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="a folder with the rate suite's rates.csv",
     )
     report = commands.add_parser(
-        "report", help="tables and plots of a finished suite from RESULTS_DIR alone"
+        "report", help="tables and plots of a finished suite from its saved results alone"
     )
     report.add_argument(
-        "results_dir", type=Path, metavar="RESULTS_DIR", help="the --out folder of a run"
+        "target",
+        metavar="SUITE_OR_DIR",
+        help="a results folder (the --out of a run), or the suite whose results to report",
     )
+    report.add_argument("--preset", help="the preset the suite ran with (default folder)")
+    report.add_argument("--out", type=Path, help="where the suite's results are (not the default)")
     cost = commands.add_parser(
         "cost", help="SPEC §8 cost accounting (parameter and FLOP fractions) of a suite"
     )
@@ -91,12 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from rabo_bench.report.build import write_report
+    from rabo_bench.report.build import results_folder, write_report
 
     try:
-        written = write_report(args.results_dir.resolve())
+        folder = results_folder(args.target, args.preset, args.out)
+    except (ValueError, OSError) as err:
+        fail(str(err))
+    try:
+        written = write_report(folder)
     except (ValueError, OSError, KeyError) as err:
-        fail(f"cannot report on {args.results_dir}: {err}")
+        fail(f"cannot report on {folder}: {err}")
     for path in written:
         print(f"wrote {path}")
 
@@ -133,7 +182,8 @@ def cmd_list() -> None:
 
 def cmd_run(args: argparse.Namespace) -> None:
     from rabo_bench.engine.results import check_writable
-    from rabo_bench.engine.suite import load_suite, tomllib
+    from rabo_bench.engine.suite import check_data, load_suite, tomllib
+    from rabo_bench.engine.sweep import Engine
 
     try:
         suite = load_suite(
@@ -143,12 +193,16 @@ def cmd_run(args: argparse.Namespace) -> None:
             seeds=args.seeds,
             algorithm_names=args.algorithms,
         )
-        default = f"{suite.name}-{suite.preset}" if suite.preset else suite.name
-        out = (args.out or REPO / "out" / default).resolve()
+        out = (args.out or REPO / "out" / suite.out_name).resolve()
         if suite.rates:
             from rabo_bench.theory.rates import RateGrid
 
             RateGrid.parse(suite)
+        check_data(suite)
+        engine = Engine(args.engine, args.jobs, args.ray_address)
+        engine.check()
+        if suite.rates and not engine.in_process:
+            raise ValueError("rate suites run in one process: drop --jobs and --engine")
     except (ValueError, OSError, tomllib.TOMLDecodeError) as err:
         fail(str(err))
     try:
@@ -168,7 +222,18 @@ def cmd_run(args: argparse.Namespace) -> None:
     if suite.rates:
         _run_rates(suite, out, sink, progress=not args.no_progress)
         return
-    execute_suite(suite, out, sink, progress=not args.no_progress)
+    try:
+        execute_suite(
+            suite,
+            out,
+            sink,
+            progress=not args.no_progress,
+            engine=engine,
+            clients=args.clients,
+            checkpoints=CheckpointPolicy(args.checkpoint_every, args.checkpoint_minutes),
+        )
+    except (ValueError, ConnectionError) as err:  # finished runs are on disk already
+        fail(str(err))
     text, summary_path = write_summary(out / "results.csv")
     print()
     print(text)

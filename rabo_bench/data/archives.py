@@ -87,7 +87,7 @@ def load_archive(
         raise DataError(f"unknown archive {name!r}; expected one of {list(ARCHIVES)}")
     path = data_root(root) / name
     if not path.is_file():
-        raise DataError(f"missing {path}: the data root must hold {', '.join(ARCHIVES)}")
+        raise DataError(f"missing {path}: the data root ({ENV}) must hold {name}")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}

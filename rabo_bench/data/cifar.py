@@ -22,6 +22,7 @@ import torch
 
 from rabo_bench.data.archives import load_archive
 
+ARCHIVE = "cifar10.npz"
 CLASSES = (
     "airplane",
     "automobile",
@@ -84,7 +85,7 @@ def load_cifar10(root: str | Path | None = None) -> CIFAR10:
 
     Raises :class:`~rabo_bench.data.archives.DataError` for a missing or corrupt archive.
     """
-    arrays = load_archive("cifar10.npz", root)
+    arrays = load_archive(ARCHIVE, root)
     train, test = _to_nchw(arrays["x_train"]), _to_nchw(arrays["x_test"])
     mean, std = _channel_stats(train)
     m0, m1, m2 = mean.tolist()

@@ -13,6 +13,8 @@ import numpy as np
 
 from rabo_bench.data.archives import DataError, load_archive
 
+ARCHIVES = {28: "omniglot28.npz", 105: "omniglot.npz"}  # image size -> archive
+
 
 @dataclass(frozen=True)
 class Omniglot:
@@ -32,10 +34,10 @@ class Omniglot:
 def load_omniglot(size: int = 28, root: str | Path | None = None) -> Omniglot:
     """The whole data set at ``size`` 28 or 105, checked (see :func:`load_archive`)."""
     if size == 28:
-        arrays = load_archive("omniglot28.npz", root)
+        arrays = load_archive(ARCHIVES[28], root)
         images = arrays["images"].astype(np.float32) / 255.0
     elif size == 105:
-        arrays = load_archive("omniglot.npz", root)
+        arrays = load_archive(ARCHIVES[105], root)
         count = int(np.prod(arrays["shape"][2:]))
         bits = np.unpackbits(arrays["images_packed"], axis=-1, count=count)
         images = bits.reshape(tuple(arrays["shape"])).astype(np.float32)

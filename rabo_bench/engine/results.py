@@ -11,9 +11,10 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 IDENTITY = ("suite", "setting", "run_id", "algorithm", "seed", "round")
 METRICS = ("upper_loss", "grad_norm_sq", "inner_error", "accuracy", "accuracy_ci95")
@@ -22,7 +23,10 @@ ORACLES = ("grad_f", "grad_g", "hvp", "jvp")
 COSTS = ("oracle_calls", "params_up", "params_down", "bytes_up", "bytes_down")
 COVERAGE = ("coverage_x_min", "coverage_y_min", "coverage_x_hist", "coverage_y_hist")
 TIMING = ("wall_time_s",)
-COLUMNS = IDENTITY + METRICS + ORACLES + COSTS + COVERAGE + TIMING + DETAILS
+# The run's outcome, on every row of the run: "ok", or "diverged" (a NaN/Inf iterate or metric
+# ended it early; its last row is that round) with the reason, e.g. "round 7: x['x'] not finite".
+STATUS = ("status", "reason")
+COLUMNS = IDENTITY + METRICS + ORACLES + COSTS + COVERAGE + TIMING + STATUS + DETAILS
 # Numeric columns mirrored to MLflow as per-round metrics.
 NUMERIC = METRICS + ORACLES + COSTS + ("coverage_x_min", "coverage_y_min") + TIMING
 
@@ -41,21 +45,29 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write_csv_atomic(path: Path, rows: Iterable[Row], columns: Sequence[str] = COLUMNS) -> None:
-    """Write ``rows`` to ``path`` via a temporary file in the same folder and ``os.replace``:
-    readers see the old file or the complete new one, never a partial one."""
+@contextmanager
+def atomic_file(path: Path, mode: str = "w", **options: Any) -> Iterator[IO[Any]]:
+    """A file to write ``path`` through: a temporary file ``.<name>.*.tmp`` in the same folder,
+    moved over ``path`` with ``os.replace`` once complete, so readers see the old file or the
+    complete new one, never a partial one (and a killed writer leaves at most the temporary)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(columns))
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({c: _cell(row.get(c)) for c in columns})
+        with os.fdopen(fd, mode, **options) as handle:
+            yield handle
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_csv_atomic(path: Path, rows: Iterable[Row], columns: Sequence[str] = COLUMNS) -> None:
+    """Write ``rows`` to ``path`` atomically (:func:`atomic_file`)."""
+    with atomic_file(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: _cell(row.get(c)) for c in columns})
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

@@ -4,6 +4,12 @@
 returns the run's result rows; ``execute_suite`` executes every run that is not yet on disk
 (resume = skip what is done) and rebuilds the results table.
 
+Resume works at two levels: a finished run's file is never recomputed, and a run killed midway
+continues from its last checkpoint (``checkpoint``), giving the rows of an uninterrupted run.
+A run whose iterate or metrics turn NaN/Inf ends early with status "diverged": it is written
+like any other, so it is not re-run, and the suite goes on. The runs execute on an ``Engine``
+(``sweep``: in process, worker processes or Ray) that returns rows; only this process writes.
+
 Identity and randomness:
   * ``run_id`` = the first 12 hex digits of sha256 of the canonical JSON of the resolved config
     (suite, problem with every parameter, algorithm.to_dict(), capacities, seed, rounds,
@@ -19,16 +25,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from rabo_bench.algorithms import Algorithm
+from rabo_bench.engine.checkpoint import (
+    DEFAULT_CHECKPOINTS,
+    Checkpoint,
+    CheckpointPolicy,
+    RunState,
+    checkpoint_file,
+    remove_checkpoint,
+)
 from rabo_bench.engine.problems import make_problem, resolved_params
 from rabo_bench.engine.results import (
+    METRICS,
     ORACLES,
     Row,
     check_writable,
@@ -38,6 +58,7 @@ from rabo_bench.engine.results import (
     write_results_table,
 )
 from rabo_bench.engine.suite import Suite
+from rabo_bench.engine.sweep import IN_PROCESS, Engine
 from rabo_bench.federated.engine import FederatedRun, RoundReport
 from rabo_bench.problems import BilevelProblem
 
@@ -129,6 +150,13 @@ class _Accumulator:
             self.cov_min[axis] = stats.minimum if old is None else min(old, stats.minimum)
             self.cov_hist[axis] = stats.histogram
 
+    def state(self) -> dict[str, Any]:
+        """Everything but the item size, for a checkpoint (plain JSON values)."""
+        return {k: v for k, v in vars(self).items() if k != "itemsize"}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+
     def costs(self) -> Row:
         t = self.totals
         return {
@@ -150,12 +178,43 @@ def _json_or_none(value: list[int] | None) -> str | None:
     return None if value is None else json.dumps(value)
 
 
+def _non_finite_params(run: FederatedRun) -> str | None:
+    """Why the iterate is unusable (NaN/Inf entries), or None: the run has diverged."""
+    bad = [
+        f"{axis}[{name!r}]"
+        for axis, params in zip("xy", run.params, strict=True)
+        for name, tensor in params.items()
+        if not bool(torch.isfinite(tensor).all())
+    ]
+    return f"{', '.join(bad)} not finite" if bad else None
+
+
+def _non_finite_metrics(row: Row) -> str | None:
+    bad = [
+        f"{k} = {row[k]}"
+        for k in METRICS
+        if isinstance(row.get(k), float) and not math.isfinite(row[k])
+    ]
+    return ", ".join(bad) if bad else None
+
+
 def execute_run(
-    spec: RunSpec, problem: BilevelProblem, on_round: Callable[[], None] | None = None
+    spec: RunSpec,
+    problem: BilevelProblem,
+    on_round: Callable[[int], None] | None = None,
+    *,
+    checkpoint: Checkpoint | None = None,
+    clients: str = "auto",
 ) -> list[Row]:
     """Run ``spec`` for its rounds; one row at round 0 (the initial point), every
-    ``eval_every`` rounds and at the last round. Wall time excludes evaluation."""
-    run = FederatedRun(problem, spec.algorithm, spec.capacities, spec.stream_key)
+    ``eval_every`` rounds and at the last round. Wall time excludes evaluation.
+
+    With ``checkpoint``, the run continues from its saved state if there is one and saves its
+    state when the checkpoint is due. A non-finite iterate or metric ends the run early with a
+    last row at that round: every row then has ``status`` "diverged" and the ``reason``
+    (``status`` "ok" otherwise). ``clients`` is how the engine simulates the clients (an
+    execution choice: it is not part of the run's identity). ``on_round(q)`` after round q."""
+    run = FederatedRun(problem, spec.algorithm, spec.capacities, spec.stream_key, clients=clients)
     acc = _Accumulator(problem.dtype.itemsize)
     identity = {
         "suite": spec.suite,
@@ -170,16 +229,34 @@ def execute_run(
         metrics = evaluate(*run.params)
         return {**identity, "round": q, **metrics, **acc.costs()}
 
-    rows = [row(0)]
-    for q in range(1, spec.rounds + 1):
+    saved = None if checkpoint is None else checkpoint.load()
+    if saved is None:
+        rows = [row(0)]
+        reason = _non_finite_metrics(rows[0])
+    else:
+        run.x, run.y, run.round, rows = saved.x, saved.y, saved.round, saved.rows
+        acc.restore(saved.counters)
+        reason = None  # a checkpoint is only saved while the run is finite
+    while reason is None and run.round < spec.rounds:
         start = time.perf_counter()
         report = run.step()
         acc.add(report, time.perf_counter() - start)
-        if q % spec.eval_every == 0 or q == spec.rounds:
+        q = run.round
+        reason = _non_finite_params(run)
+        if reason is not None:  # no evaluation at a non-finite point: metrics stay empty
+            rows.append({**identity, "round": q, **acc.costs()})
+        elif q % spec.eval_every == 0 or q == spec.rounds:
             rows.append(row(q))
+            reason = _non_finite_metrics(rows[-1])
         if on_round is not None:
-            on_round()
-    return rows
+            on_round(q)
+        if reason is None and checkpoint is not None and q < spec.rounds and checkpoint.due(q):
+            checkpoint.save(RunState(q, run.x, run.y, acc.state(), rows))
+    if reason is None:
+        status = {"status": "ok", "reason": None}
+    else:
+        status = {"status": "diverged", "reason": f"round {rows[-1]['round']}: {reason}"}
+    return [{**r, **status} for r in rows]
 
 
 class RunSink:
@@ -194,14 +271,31 @@ def execute_suite(
     sink: RunSink | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    *,
+    engine: Engine = IN_PROCESS,
+    clients: str = "auto",
+    checkpoints: CheckpointPolicy = DEFAULT_CHECKPOINTS,
 ) -> list[RunSpec]:
     """Execute the suite's runs that are not on disk yet (see :func:`execute_specs`)."""
-    return execute_specs(expand(suite), ProblemCache(), out, sink, progress, echo)
+    return execute_specs(
+        expand(suite),
+        ProblemCache(),
+        out,
+        sink,
+        progress,
+        echo,
+        engine=engine,
+        clients=clients,
+        checkpoints=checkpoints,
+    )
 
 
 class ProblemCache:
     """Builds each distinct problem setting once, and only when a run needs it (loading a
-    data set takes seconds; a resumed suite with nothing left to do loads nothing)."""
+    data set takes seconds; a resumed suite with nothing left to do loads nothing).
+
+    Sent to a worker process, a cache arrives as that process's own (empty) cache: built
+    problems never travel between processes, and a worker builds each setting once."""
 
     def __init__(self) -> None:
         self._built: dict[str, BilevelProblem] = {}
@@ -212,6 +306,54 @@ class ProblemCache:
             self._built[key] = make_problem(spec.problem, spec.problem_params)
         return self._built[key]
 
+    def __reduce__(self):
+        return _process_cache, ()
+
+
+_PROCESS_CACHE: ProblemCache | None = None
+
+
+def _process_cache() -> ProblemCache:
+    global _PROCESS_CACHE
+    if _PROCESS_CACHE is None:
+        _PROCESS_CACHE = ProblemCache()
+    return _PROCESS_CACHE
+
+
+def _label(spec: RunSpec) -> str:
+    return f"{spec.setting} {spec.algorithm.name} seed={spec.seed}".lstrip()
+
+
+def compute_run(
+    spec: RunSpec,
+    *,
+    problem: BilevelProblem | Callable[[RunSpec], BilevelProblem],
+    out: Path | None,
+    policy: CheckpointPolicy,
+    clients: str,
+    progress: bool,
+) -> list[Row]:
+    """One run's rows, wherever it executes (this process, a worker process, a Ray worker):
+    the one per-run function of every engine. Its checkpoint is kept under ``out`` (None: no
+    checkpoints). A ValueError (e.g. an algorithm the problem does not support) names the run."""
+    from tqdm import tqdm
+
+    label = _label(spec)
+    instance = problem if isinstance(problem, BilevelProblem) else problem(spec)
+    checkpoint = None if out is None else Checkpoint(checkpoint_file(out, spec.run_id), policy)
+    bar = tqdm(total=spec.rounds, desc=label, file=sys.stderr, disable=not progress, unit="round")
+    try:
+        with bar:
+            return execute_run(
+                spec,
+                instance,
+                lambda q: bar.update(q - bar.n),
+                checkpoint=checkpoint,
+                clients=clients,
+            )
+    except ValueError as err:
+        raise ValueError(f"run {label} ({spec.run_id}): {err}") from err
+
 
 def execute_specs(
     specs: list[RunSpec],
@@ -220,28 +362,53 @@ def execute_specs(
     sink: RunSink | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    *,
+    engine: Engine = IN_PROCESS,
+    clients: str = "auto",
+    checkpoints: CheckpointPolicy = DEFAULT_CHECKPOINTS,
 ) -> list[RunSpec]:
-    """Execute the runs not on disk yet, write each as it finishes, mirror it to ``sink`` and
-    rebuild ``<out>/results.csv`` from ``specs`` (a run listed twice is executed once).
-    ``problem`` is the problem of every run, or a function giving each run's problem."""
-    from tqdm import tqdm
-
+    """Execute the runs not on disk yet on ``engine``, write each as it finishes (its config,
+    then its rows atomically, then delete its checkpoint), mirror it to ``sink`` and rebuild
+    ``<out>/results.csv`` from ``specs`` (a run listed twice is executed once). Only this
+    process writes results and MLflow, whatever the engine. ``problem`` is the problem of every
+    run, or a function giving each run's problem (it must be picklable for a parallel engine).
+    """
     check_writable(out)
-    for spec in specs:
+    todo = []
+    for spec in {spec.run_id: spec for spec in specs}.values():
         path = run_file(out, spec.run_id)
-        label = f"{spec.setting} {spec.algorithm.name} seed={spec.seed}".lstrip()
         if path.exists():
-            echo(f"skipped {label} (run {spec.run_id}): already in {path.parent}")
+            echo(f"skipped {_label(spec)} (run {spec.run_id}): already in {path.parent}")
+            if sink is not None:
+                sink.log_run(spec, read_rows(path), path)
         else:
-            config_path = path.with_suffix(".json")
-            config_path.write_text(json.dumps(spec.config(), indent=2, sort_keys=True) + "\n")
-            with tqdm(
-                total=spec.rounds, desc=label, file=sys.stderr, disable=not progress, unit="round"
-            ) as bar:
-                instance = problem if isinstance(problem, BilevelProblem) else problem(spec)
-                rows = execute_run(spec, instance, lambda b=bar: b.update(1))
-            write_csv_atomic(path, rows)
-        if sink is not None:
-            sink.log_run(spec, read_rows(path), path)
-    write_results_table(out, list(dict.fromkeys(spec.run_id for spec in specs)))
+            todo.append(spec)
+            if engine.shares_files and checkpoint_file(out, spec.run_id).exists():
+                echo(f"resuming {_label(spec)} (run {spec.run_id}) from its checkpoint")
+    work = partial(
+        compute_run,
+        problem=problem,
+        out=out if engine.shares_files else None,
+        policy=checkpoints,
+        clients=clients,
+        progress=progress and engine.in_process,
+    )
+    try:
+        with closing(engine.map(work, todo)) as finished:
+            for done, (spec, rows) in enumerate(finished, 1):
+                path = run_file(out, spec.run_id)
+                path.with_suffix(".json").write_text(
+                    json.dumps(spec.config(), indent=2, sort_keys=True) + "\n"
+                )
+                write_csv_atomic(path, rows)
+                remove_checkpoint(out, spec.run_id)
+                last = rows[-1]
+                why = f": {last['reason']}" if last["status"] != "ok" else ""
+                echo(
+                    f"{last['status']} {_label(spec)} (run {spec.run_id}) [{done}/{len(todo)}]{why}"
+                )
+                if sink is not None:
+                    sink.log_run(spec, read_rows(path), path)
+    finally:  # after a failed run or an interrupt too: the table then holds the finished runs
+        write_results_table(out, list(dict.fromkeys(spec.run_id for spec in specs)))
     return specs

@@ -4,13 +4,11 @@ analogue), costs relative to FedMBO (Fig. 4 left), and the scaling (Table III) a
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from rabo_bench.algorithms import display_name
@@ -18,23 +16,24 @@ from rabo_bench.report.costs import relative_costs
 from rabo_bench.report.paper import (
     SUBMODEL_BASELINES,
     TABLE_II,
-    TABLE_III,
     mean_gain,
+    paper_accuracy,
     paper_table_ii,
 )
-from rabo_bench.report.runs import describe, final_rows, save_figure
+from rabo_bench.report.runs import describe, final_rows, save_panels, setting_panels
+from rabo_bench.report.seeds import ci95
 
 
 def accuracy_table(finals: pd.DataFrame) -> pd.DataFrame:
     """Mean final accuracy (%) and 95% CI half-width per (setting, algorithm): the test-task CI
-    for one seed, the CI over seeds (t approximated by 1.96) for several."""
+    for one seed, the CI over seeds (Student t, as in the seed table) for several."""
     rows = []
     for (setting, algorithm), group in finals.groupby(["setting", "algorithm"], sort=False):
         acc = 100 * group["accuracy"]
         if len(group) == 1:
             ci = 100 * float(group["accuracy_ci95"].iloc[0])
         else:
-            ci = 1.96 * float(acc.std(ddof=1)) / math.sqrt(len(group))
+            ci = float(ci95(acc.std(ddof=1), len(group)))
         rows.append(
             {"setting": setting, "algorithm": algorithm, "accuracy": acc.mean(), "ci95": ci}
         )
@@ -76,7 +75,6 @@ def orderings(ours: dict[str, dict[str, float]]) -> list[str]:
 
 
 def table_ii_markdown(table: pd.DataFrame) -> str:
-    paper = paper_table_ii()
     settings = list(dict.fromkeys(table["setting"]))
     head = "| method | " + " | ".join(f"{s} ours | {s} paper | {s} diff" for s in settings) + " |"
     rule = "| --- |" + " ---: | ---: | ---: |" * len(settings)
@@ -88,7 +86,7 @@ def table_ii_markdown(table: pd.DataFrame) -> str:
         parts = [display_name(method)]
         for s in settings:
             r = cells.get((s, method))
-            ref = paper.get(method, {}).get(s)
+            ref = paper_accuracy("omniglot", s, method)
             ours = f"{r.accuracy:.2f} ± {r.ci95:.2f}" if r is not None else "n/a"
             diff = f"{r.accuracy - ref:+.2f}" if r is not None and ref is not None else "n/a"
             parts += [ours, f"{ref:.2f}" if ref is not None else "n/a", diff]
@@ -114,23 +112,14 @@ def cost_markdown(costs: pd.DataFrame) -> str:
 def plot_curves(results: pd.DataFrame, path: Path) -> None:
     """Test accuracy against the global round, one panel per setting (Fig. 2 analogue)."""
     settings = list(dict.fromkeys(results["setting"]))
-    cols = min(2, len(settings))
-    rows = math.ceil(len(settings) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4 * rows), squeeze=False)
-    for ax, setting in zip(axes.flat, settings, strict=False):
+    fig, panels = setting_panels(settings)
+    for ax, setting in zip(panels, settings, strict=True):
         part = results[results["setting"] == setting]
         for algorithm, group in part.groupby("algorithm", sort=False):
             curve = group.groupby("round")["accuracy"].mean()
             style = "-" if algorithm in ("rabo", "rafbo") else "--"
             ax.plot(curve.index, 100 * curve.values, style, label=display_name(algorithm))
-        ax.set_title(setting or "accuracy")
-        ax.set_xlabel("global round q")
-        ax.set_ylabel("test accuracy (%)")
-        ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=7)
-    for ax in list(axes.flat)[len(settings) :]:
-        ax.axis("off")
-    save_figure(fig, path)
+    save_panels(fig, panels, settings, "test accuracy (%)", path)
 
 
 def write_omniglot_report(folder: Path, results: pd.DataFrame) -> list[Path]:
@@ -193,7 +182,7 @@ def write_scaling_report(folder: Path, results: pd.DataFrame) -> list[Path]:
 
     def cells(r) -> tuple[str, str]:
         base, _, clients = r.setting.partition("-m")
-        ref = TABLE_III.get((base, r.algorithm), {}).get(int(clients or 0))
+        ref = paper_accuracy("omniglot-scaling", r.setting, r.algorithm)
         return f"{base} | {clients}", f" | {ref:.2f}" if ref is not None else " | n/a"
 
     head = [

@@ -61,3 +61,15 @@ def mean_gain(accuracy: dict[str, dict[str, float]], method: str) -> float:
 
 def paper_table_ii() -> dict[str, dict[str, float]]:
     return {m: dict(zip(SETTINGS, v, strict=True)) for m, v in TABLE_II.items()}
+
+
+def paper_accuracy(suite: str, setting: str, method: str) -> float | None:
+    """The paper's test accuracy (%) for ``method`` in ``setting`` of ``suite``, where it
+    reports one: Table II (``omniglot``, settings 5w1s ...), Table III (``omniglot-scaling``,
+    settings <NwKs>-m<clients>)."""
+    if suite == "omniglot":
+        return paper_table_ii().get(method, {}).get(setting)
+    if suite == "omniglot-scaling":
+        base, _, clients = setting.partition("-m")
+        return TABLE_III.get((base, method), {}).get(int(clients)) if clients.isdigit() else None
+    return None

@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
 
+def read_table(path: Path) -> pd.DataFrame:
+    """A results CSV: empty cells and the "nan" a diverged run writes are missing values (and
+    nothing else is, so a setting may be called "NA"); ``setting`` is a string, "" when the suite
+    has none."""
+    results = pd.read_csv(
+        path, keep_default_na=False, na_values=["", "nan"], dtype={"setting": object}
+    )
+    setting = results["setting"] if "setting" in results else pd.Series("", index=results.index)
+    results["setting"] = setting.fillna("").astype(str)  # older results have no such column
+    return results
+
+
 def read_results(folder: Path) -> pd.DataFrame:
-    """``<folder>/results.csv`` with ``setting`` as a string ("" when the suite has none)."""
+    """``<folder>/results.csv`` (see :func:`read_table`), which must exist and hold rows."""
     path = folder / "results.csv"
     if not path.is_file():
         raise ValueError(f"{path} does not exist; give the output folder of a `rabo-bench run`")
-    results = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"setting": object})
+    results = read_table(path)
     if results.empty:
         raise ValueError(f"{path} has no rows")
-    results["setting"] = results["setting"].fillna("").astype(str)
     return results
 
 
@@ -55,3 +67,27 @@ def save_figure(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def setting_panels(settings: list[str]):
+    """A figure with one panel per setting, two to a row: (figure, the panels in order)."""
+    import matplotlib.pyplot as plt
+
+    cols = min(2, len(settings))
+    rows = math.ceil(len(settings) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4 * rows), squeeze=False)
+    for ax in list(axes.flat)[len(settings) :]:
+        ax.axis("off")
+    return fig, list(axes.flat)[: len(settings)]
+
+
+def save_panels(fig, panels: list, settings: list[str], ylabel: str, path: Path) -> None:
+    """Title each panel by its setting (``ylabel`` without settings), label the round axis,
+    put the legend in the first panel and save (see :func:`save_figure`)."""
+    for ax, setting in zip(panels, settings, strict=True):
+        ax.set_title(setting or ylabel)
+        ax.set_xlabel("global round q")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    panels[0].legend(fontsize=7)
+    save_figure(fig, path)

@@ -7,7 +7,9 @@ One line per algorithm (means over seeds; C_x*, C_y* are minima over seeds):
     (1/Q) sum_{q<Q} ||grad F(x^q)||^2);
   * communication (params up + down) and computation (oracle calls) at round Q, each as the
     ratio algorithm / fedmbo for the same seed ("n/a" without fedmbo);
-  * C_x*, C_y* = min over rounds of min_j |C_j^q| (Def. 3); wall time excludes evaluation.
+  * C_x*, C_y* = min over rounds of min_j |C_j^q| (Def. 3); wall time excludes evaluation;
+  * diverged = how many of its runs stopped on a NaN/Inf (``status`` "diverged"; 0 for results
+    written before that column existed); their final values are at the round they stopped.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from pathlib import Path
 import pandas as pd
 
 from rabo_bench.algorithms import display_name
+from rabo_bench.report.runs import read_table
 
 REFERENCE = "fedmbo"
 HEADERS = (
     "setting",
     "algorithm",
     "seeds",
+    "diverged",
     "rounds",
     "final accuracy",
     "final ||grad F||^2",
@@ -59,6 +63,7 @@ def _per_run(results: pd.DataFrame) -> pd.DataFrame:
                 "cx": rows["coverage_x_min"].min(),
                 "cy": rows["coverage_y_min"].min(),
                 "wall": last["wall_time_s"],
+                "diverged": last.get("status") == "diverged",
             }
         )
     runs = pd.DataFrame(runs)
@@ -85,6 +90,7 @@ def summary_rows(results: pd.DataFrame) -> list[list[str]]:
                 str(setting),
                 display_name(str(algorithm)),
                 str(len(group)),
+                str(int(group["diverged"].sum())),
                 "/".join(str(int(q)) for q in rounds),
                 _number(100 * group["accuracy"].mean(), ".2f"),
                 _number(group["final_grad"].mean(), ".4g"),
@@ -126,17 +132,15 @@ def caption(results: pd.DataFrame) -> str:
         f"Suite {suites}: {results['run_id'].nunique()} runs, seeds {seeds}; means over seeds. "
         "accuracy in % at round Q; avg = mean over evaluated rounds q < Q; "
         "comm = params up+down, compute = oracle calls, both relative to fedmbo with the same "
-        "seed; C* = min over rounds of min_j |C_j^q|; "
+        "seed; C* = min over rounds of min_j |C_j^q|; diverged = runs stopped on NaN/Inf "
+        "(their values are at the round they stopped); "
         "wall time excludes evaluation."
     )
 
 
 def write_summary(results_csv: Path) -> tuple[str, Path]:
     """The terminal summary of ``results_csv`` and the path of ``summary.md`` written beside it."""
-    results = pd.read_csv(
-        results_csv, keep_default_na=False, na_values=[""], dtype={"setting": object}
-    )
-    results["setting"] = results["setting"].fillna("")
+    results = read_table(results_csv)
     if results.empty:
         text = "no results"
         markdown = text

@@ -8,13 +8,17 @@ working directory. A run already mirrored (a FINISHED run with the same ``rabo_b
 tag) is not logged again.
 
 mlflow is imported lazily (it takes seconds). Any exception from MLflow prints one warning line
-on stderr and switches the sink off; results on disk are unaffected.
+on stderr and switches the sink off; results on disk are unaffected. MLflow's HTTP client retries
+an unreachable server for about four minutes by default; the sink lowers that to seconds
+(``HTTP_DEFAULTS``, unless those variables are set in the environment), so a wrong URI costs a
+warning, not a stalled sweep. A run's status (``ok`` / ``diverged``) and its reason are tags.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -28,6 +32,11 @@ from rabo_bench.engine.runner import RunSink, RunSpec
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_BATCH = 100
 RUN_ID_TAG = "rabo_bench.run_id"
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
 
 
 def default_uri(out: Path) -> str:
@@ -85,6 +94,8 @@ class MlflowSink(RunSink):
 
             for name in ("mlflow", "alembic", "sqlalchemy"):
                 logging.getLogger(name).setLevel(logging.WARNING)
+            for name, value in HTTP_DEFAULTS.items():
+                os.environ.setdefault(name, value)
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
         return self._client
 
@@ -115,6 +126,8 @@ class MlflowSink(RunSink):
             "rabo_bench.suite": spec.suite,
             "rabo_bench.algorithm": spec.algorithm.name,
             "rabo_bench.seed": str(spec.seed),
+            "rabo_bench.status": rows[-1].get("status", ""),
+            "rabo_bench.reason": rows[-1].get("reason", ""),
         }
         run = client.create_run(
             experiment_id, run_name=f"{spec.algorithm.name}-seed{spec.seed}", tags=tags

@@ -1,5 +1,7 @@
 """Same seed, same rows; another seed, other rows (DESIGN.md §4); evaluation never changes the
-trajectory."""
+trajectory. Checked for every registered algorithm the synthetic problem supports; the
+few-shot-only ones (their single-level loss exists on the Omniglot problem alone) must fail on
+it with a clear ValueError, so a new algorithm is covered one way or the other."""
 
 from __future__ import annotations
 
@@ -8,11 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from rabo_bench.algorithms import available
 from rabo_bench.engine.results import read_rows
 from rabo_bench.engine.runner import execute_suite
 from rabo_bench.engine.suite import load_suite
 
 TIMING = ("wall_time_s",)
+FEW_SHOT_ONLY = ("maml", "protonet")  # single-level losses of the Omniglot problem only
+SUPPORTED = [name for name in available() if name not in FEW_SHOT_ONLY]
 
 
 def results(out: Path, **overrides) -> list[dict[str, str]]:
@@ -27,12 +32,20 @@ def without_timing(rows: list[dict[str, str]]) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def first(tmp_path_factory) -> list[dict[str, str]]:
-    return results(tmp_path_factory.mktemp("first"), seeds=2)
+    return results(tmp_path_factory.mktemp("first"), seeds=2, algorithm_names=SUPPORTED)
 
 
-def test_same_seed_gives_identical_rows(first, tmp_path):
-    again = results(tmp_path, seeds=2)
+def test_same_seed_gives_identical_rows_for_every_supported_algorithm(first, tmp_path):
+    assert {r["algorithm"] for r in first} == set(SUPPORTED)
+    again = results(tmp_path, seeds=2, algorithm_names=SUPPORTED)
     assert without_timing(again) == without_timing(first)
+
+
+@pytest.mark.parametrize("name", FEW_SHOT_ONLY)
+def test_few_shot_only_algorithms_fail_clearly_on_the_synthetic_problem(name, tmp_path):
+    with pytest.raises(ValueError, match=f"{name} seed=0 .*no single-level loss '{name}'"):
+        results(tmp_path, seeds=1, algorithm_names=[name])
+    assert not list((tmp_path / "runs").glob("*.csv"))  # nothing half-written
 
 
 def test_different_seeds_differ(first):
@@ -62,3 +75,16 @@ def test_rounds_and_eval_every_do_not_change_the_trajectory(first, tmp_path):
     for row in [*shorter, *sparse_rows]:
         for column in ("grad_norm_sq", "inner_error", "oracle_calls", "coverage_x_min"):
             assert row[column] == dense[row["round"]][column]
+
+
+def test_client_engine_is_an_execution_choice_not_part_of_the_run_id(first, tmp_path):
+    """``clients`` reaches the round engine (an unknown name fails there) and leaves the run
+    ids, the trajectory's identity, unchanged."""
+    suite = load_suite("synthetic", "smoke", seeds=1, algorithm_names=["fedmbo"])
+    quiet = {"progress": False, "echo": lambda _: None}
+    with pytest.raises(ValueError, match="unknown client engine 'bogus'"):
+        execute_suite(suite, tmp_path / "bogus", clients="bogus", **quiet)
+    execute_suite(suite, tmp_path / "vectorised", clients="vectorised", **quiet)
+    rows = read_rows(tmp_path / "vectorised" / "results.csv")
+    same = [r for r in first if r["algorithm"] == "fedmbo" and r["seed"] == "0"]
+    assert [r["run_id"] for r in rows] == [r["run_id"] for r in same]

@@ -210,3 +210,17 @@ def test_every_shipped_suite_validates_under_every_preset(path):
     for preset in (None, *base.presets):
         suite = load_suite(str(path), preset)
         assert expand(suite), f"{path.stem} {preset} has no runs"
+
+
+def test_capacities_may_repeat_a_pattern_over_many_clients(tmp_path):
+    text = BASE.replace("capacities = [1, 1, 0.5, 0.5]", "capacities = { repeat = [1, 0.5, 0.25] }")
+    path = tmp_path / "repeat.toml"
+    path.write_text(text)
+    assert load_suite(str(path)).capacities == (1.0, 0.5, 0.25, 1.0)
+    for bad, message in [("[]", "non-empty"), ("[1, 2]", "outside"), ("1", "non-empty")]:
+        path.write_text(BASE.replace("[1, 1, 0.5, 0.5]", f"{{ repeat = {bad} }}"))
+        with pytest.raises(ValueError, match=message):
+            load_suite(str(path))
+    path.write_text(BASE.replace("[1, 1, 0.5, 0.5]", "{ cycle = [1] }"))
+    with pytest.raises(ValueError, match=r"unknown key capacities\.cycle"):
+        load_suite(str(path))
