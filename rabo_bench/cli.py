@@ -151,7 +151,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_cost(args: argparse.Namespace) -> None:
-    from rabo_bench.engine.suite import tomllib
+    from rabo_bench.engine.suite_file import tomllib
     from rabo_bench.report.cost_model import write_cost_report
 
     try:
@@ -182,7 +182,8 @@ def cmd_list() -> None:
 
 def cmd_run(args: argparse.Namespace) -> None:
     from rabo_bench.engine.results import check_writable
-    from rabo_bench.engine.suite import check_data, load_suite, tomllib
+    from rabo_bench.engine.suite import check_data, load_suite
+    from rabo_bench.engine.suite_file import tomllib
     from rabo_bench.engine.sweep import Engine
 
     try:
@@ -203,8 +204,18 @@ def cmd_run(args: argparse.Namespace) -> None:
         engine.check()
         if suite.rates and not engine.in_process:
             raise ValueError("rate suites run in one process: drop --jobs and --engine")
+        rank = _join_torchrun(engine, suite)
     except (ValueError, OSError, tomllib.TOMLDecodeError) as err:
         fail(str(err))
+    checkpoints = CheckpointPolicy(args.checkpoint_every, args.checkpoint_minutes)
+    if rank > 0:  # a follower rank: simulates its share of every run's clients, writes nothing
+        from rabo_bench.engine.runner import execute_suite
+
+        execute_suite(
+            suite, out, None, False, lambda _: None, clients=args.clients, writer=False,
+            checkpoints=checkpoints,
+        )  # fmt: skip
+        return
     try:
         check_writable(out)
     except OSError as err:
@@ -230,7 +241,7 @@ def cmd_run(args: argparse.Namespace) -> None:
             progress=not args.no_progress,
             engine=engine,
             clients=args.clients,
-            checkpoints=CheckpointPolicy(args.checkpoint_every, args.checkpoint_minutes),
+            checkpoints=checkpoints,
         )
     except (ValueError, ConnectionError) as err:  # finished runs are on disk already
         fail(str(err))
@@ -243,6 +254,21 @@ def cmd_run(args: argparse.Namespace) -> None:
     if sink is not None and sink.enabled:
         uri = sink.tracking_uri
         print(f"MLflow: {uri} (browse with: mlflow ui --backend-store-uri {uri})")
+
+
+def _join_torchrun(engine, suite) -> int:
+    """This process's rank: under ``torchrun`` (WORLD_SIZE > 1) every rank runs the suite and
+    simulates its share of each run's clients (torch.distributed: gloo on CPU, NCCL on GPU);
+    rank 0 alone writes. Outside torchrun 0."""
+    import atexit
+
+    from rabo_bench.federated.distributed import init_from_env, leave
+
+    rank, ranks = init_from_env()
+    atexit.register(leave)
+    if ranks > 1 and (suite.rates or not engine.in_process):
+        raise ValueError("under torchrun, ranks share each run's clients: drop --jobs/--engine")
+    return rank
 
 
 def _run_rates(suite, out: Path, sink, progress: bool) -> None:

@@ -67,9 +67,12 @@ class Checkpoint:
 
     path: Path
     policy: CheckpointPolicy = DEFAULT_CHECKPOINTS
+    writable: bool = True  # False on the follower ranks of a torchrun run: they only load
     _last: float = field(default_factory=time.monotonic)
 
     def due(self, q: int) -> bool:
+        if not self.writable:
+            return False
         elapsed = time.monotonic() - self._last
         return q % self.policy.rounds == 0 or elapsed >= 60 * self.policy.minutes
 

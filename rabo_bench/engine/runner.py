@@ -1,55 +1,32 @@
-"""Runs: a run is (problem setting, algorithm config, seed) (DESIGN.md §3).
-
-``expand`` turns a validated suite into run specs; ``execute_run`` drives the round engine and
-returns the run's result rows; ``execute_suite`` executes every run that is not yet on disk
-(resume = skip what is done) and rebuilds the results table.
+"""Suites of runs: ``execute_suite`` executes every run of a suite that is not on disk yet
+(resume = skip what is done), on an ``Engine`` (``sweep``: in process, worker processes or Ray)
+that returns each run's rows; only this process writes them, then rebuilds the results table.
 
 Resume works at two levels: a finished run's file is never recomputed, and a run killed midway
 continues from its last checkpoint (``checkpoint``), giving the rows of an uninterrupted run.
-A run whose iterate or metrics turn NaN/Inf ends early with status "diverged": it is written
-like any other, so it is not re-run, and the suite goes on. The runs execute on an ``Engine``
-(``sweep``: in process, worker processes or Ray) that returns rows; only this process writes.
-
-Identity and randomness:
-  * ``run_id`` = the first 12 hex digits of sha256 of the canonical JSON of the resolved config
-    (suite, problem with every parameter, algorithm.to_dict(), capacities, seed, rounds,
-    eval_every): any change to the config is a new run.
-  * the random streams of a run (initial point, batches, masks, ...) are keyed by
-    ``stream_key`` = (suite, problem, capacities, seed) only. So every algorithm of one seed
-    starts from the same (x0, y0) and sees common random numbers, and a run with fewer rounds
-    or another ``eval_every`` follows the same trajectory. The problem's data are drawn from its
-    own ``problem.seed``; the run seed changes the initialisation and the sampling streams.
+A run that diverged (status "diverged", see ``run.execute_run``) is written like any other, so
+it is not re-run, and the suite goes on. Run identity and randomness: see ``engine/run.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import sys
-import time
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from rabo_bench.algorithms import Algorithm
 from rabo_bench.engine.checkpoint import (
     DEFAULT_CHECKPOINTS,
     Checkpoint,
     CheckpointPolicy,
-    RunState,
     checkpoint_file,
     remove_checkpoint,
 )
-from rabo_bench.engine.problems import make_problem, resolved_params
+from rabo_bench.engine.problems import make_problem
 from rabo_bench.engine.results import (
-    METRICS,
-    ORACLES,
     Row,
     check_writable,
     read_rows,
@@ -57,206 +34,10 @@ from rabo_bench.engine.results import (
     write_csv_atomic,
     write_results_table,
 )
+from rabo_bench.engine.run import RunSpec, digest, execute_run, expand
 from rabo_bench.engine.suite import Suite
 from rabo_bench.engine.sweep import IN_PROCESS, Engine
-from rabo_bench.federated.engine import FederatedRun, RoundReport
 from rabo_bench.problems import BilevelProblem
-
-
-def _digest(payload: Any) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    suite: str
-    problem: str
-    problem_params: dict[str, Any]  # resolved: every setting, defaults included
-    algorithm: Algorithm
-    capacities: tuple[float, ...]
-    seed: int
-    rounds: int
-    eval_every: int
-    setting: str = ""  # the suite's [settings] variant, if it has them
-
-    def config(self) -> dict[str, Any]:
-        """The resolved configuration; its hash is the run id."""
-        named = {"setting": self.setting} if self.setting else {}
-        return {
-            **named,
-            "suite": self.suite,
-            "problem": {"name": self.problem, **self.problem_params},
-            "algorithm": self.algorithm.to_dict(),
-            "capacities": list(self.capacities),
-            "seed": self.seed,
-            "rounds": self.rounds,
-            "eval_every": self.eval_every,
-        }
-
-    @property
-    def run_id(self) -> str:
-        return _digest(self.config())
-
-    @property
-    def stream_key(self) -> str:
-        setting = {"problem": {"name": self.problem, **self.problem_params}}
-        setting["capacities"] = list(self.capacities)
-        return f"{self.suite}/{_digest(setting)}/seed={self.seed}"
-
-
-def expand(suite: Suite) -> list[RunSpec]:
-    """The suite's runs: setting by setting, seed-major within a setting (all algorithms of
-    seed 0 first)."""
-    specs = []
-    for variant in suite.variants():
-        params = resolved_params(variant.problem, variant.problem_params)
-        specs.extend(
-            RunSpec(
-                variant.name,
-                variant.problem,
-                params,
-                variant.algorithm(name),
-                variant.capacities,
-                seed,
-                variant.rounds,
-                variant.eval_every,
-                variant.setting,
-            )
-            for seed in variant.seeds
-            for name in variant.algorithms
-        )
-    return specs
-
-
-class _Accumulator:
-    """Cumulative counters since round 0 and the coverage seen so far."""
-
-    def __init__(self, itemsize: int) -> None:
-        self.itemsize = itemsize
-        self.totals = dict.fromkeys((*ORACLES, "params_up", "params_down"), 0)
-        self.cov_min: dict[str, int | None] = {"x": None, "y": None}
-        self.cov_hist: dict[str, list[int] | None] = {"x": None, "y": None}
-        self.wall = 0.0
-
-    def add(self, report: RoundReport, seconds: float) -> None:
-        self.wall += seconds
-        for key, value in report.oracles.as_dict().items():
-            self.totals[key] += value
-        self.totals["params_up"] += sum(report.ledger.params_up)
-        self.totals["params_down"] += sum(report.ledger.params_down)
-        for axis, stats in (("x", report.coverage_x), ("y", report.coverage_y)):
-            old = self.cov_min[axis]
-            self.cov_min[axis] = stats.minimum if old is None else min(old, stats.minimum)
-            self.cov_hist[axis] = stats.histogram
-
-    def state(self) -> dict[str, Any]:
-        """Everything but the item size, for a checkpoint (plain JSON values)."""
-        return {k: v for k, v in vars(self).items() if k != "itemsize"}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        vars(self).update(state)
-
-    def costs(self) -> Row:
-        t = self.totals
-        return {
-            **{k: t[k] for k in ORACLES},
-            "oracle_calls": sum(t[k] for k in ORACLES),
-            "params_up": t["params_up"],
-            "params_down": t["params_down"],
-            "bytes_up": t["params_up"] * self.itemsize,
-            "bytes_down": t["params_down"] * self.itemsize,
-            "coverage_x_min": self.cov_min["x"],
-            "coverage_y_min": self.cov_min["y"],
-            "coverage_x_hist": _json_or_none(self.cov_hist["x"]),
-            "coverage_y_hist": _json_or_none(self.cov_hist["y"]),
-            "wall_time_s": self.wall,
-        }
-
-
-def _json_or_none(value: list[int] | None) -> str | None:
-    return None if value is None else json.dumps(value)
-
-
-def _non_finite_params(run: FederatedRun) -> str | None:
-    """Why the iterate is unusable (NaN/Inf entries), or None: the run has diverged."""
-    bad = [
-        f"{axis}[{name!r}]"
-        for axis, params in zip("xy", run.params, strict=True)
-        for name, tensor in params.items()
-        if not bool(torch.isfinite(tensor).all())
-    ]
-    return f"{', '.join(bad)} not finite" if bad else None
-
-
-def _non_finite_metrics(row: Row) -> str | None:
-    bad = [
-        f"{k} = {row[k]}"
-        for k in METRICS
-        if isinstance(row.get(k), float) and not math.isfinite(row[k])
-    ]
-    return ", ".join(bad) if bad else None
-
-
-def execute_run(
-    spec: RunSpec,
-    problem: BilevelProblem,
-    on_round: Callable[[int], None] | None = None,
-    *,
-    checkpoint: Checkpoint | None = None,
-    clients: str = "auto",
-) -> list[Row]:
-    """Run ``spec`` for its rounds; one row at round 0 (the initial point), every
-    ``eval_every`` rounds and at the last round. Wall time excludes evaluation.
-
-    With ``checkpoint``, the run continues from its saved state if there is one and saves its
-    state when the checkpoint is due. A non-finite iterate or metric ends the run early with a
-    last row at that round: every row then has ``status`` "diverged" and the ``reason``
-    (``status`` "ok" otherwise). ``clients`` is how the engine simulates the clients (an
-    execution choice: it is not part of the run's identity). ``on_round(q)`` after round q."""
-    run = FederatedRun(problem, spec.algorithm, spec.capacities, spec.stream_key, clients=clients)
-    acc = _Accumulator(problem.dtype.itemsize)
-    identity = {
-        "suite": spec.suite,
-        "setting": spec.setting,
-        "run_id": spec.run_id,
-        "algorithm": spec.algorithm.name,
-        "seed": spec.seed,
-    }
-
-    def row(q: int) -> Row:
-        evaluate = problem.evaluate_final if q == spec.rounds else problem.evaluate
-        metrics = evaluate(*run.params)
-        return {**identity, "round": q, **metrics, **acc.costs()}
-
-    saved = None if checkpoint is None else checkpoint.load()
-    if saved is None:
-        rows = [row(0)]
-        reason = _non_finite_metrics(rows[0])
-    else:
-        run.x, run.y, run.round, rows = saved.x, saved.y, saved.round, saved.rows
-        acc.restore(saved.counters)
-        reason = None  # a checkpoint is only saved while the run is finite
-    while reason is None and run.round < spec.rounds:
-        start = time.perf_counter()
-        report = run.step()
-        acc.add(report, time.perf_counter() - start)
-        q = run.round
-        reason = _non_finite_params(run)
-        if reason is not None:  # no evaluation at a non-finite point: metrics stay empty
-            rows.append({**identity, "round": q, **acc.costs()})
-        elif q % spec.eval_every == 0 or q == spec.rounds:
-            rows.append(row(q))
-            reason = _non_finite_metrics(rows[-1])
-        if on_round is not None:
-            on_round(q)
-        if reason is None and checkpoint is not None and q < spec.rounds and checkpoint.due(q):
-            checkpoint.save(RunState(q, run.x, run.y, acc.state(), rows))
-    if reason is None:
-        status = {"status": "ok", "reason": None}
-    else:
-        status = {"status": "diverged", "reason": f"round {rows[-1]['round']}: {reason}"}
-    return [{**r, **status} for r in rows]
 
 
 class RunSink:
@@ -271,23 +52,11 @@ def execute_suite(
     sink: RunSink | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
-    *,
-    engine: Engine = IN_PROCESS,
-    clients: str = "auto",
-    checkpoints: CheckpointPolicy = DEFAULT_CHECKPOINTS,
+    **options: Any,
 ) -> list[RunSpec]:
-    """Execute the suite's runs that are not on disk yet (see :func:`execute_specs`)."""
-    return execute_specs(
-        expand(suite),
-        ProblemCache(),
-        out,
-        sink,
-        progress,
-        echo,
-        engine=engine,
-        clients=clients,
-        checkpoints=checkpoints,
-    )
+    """Execute the suite's runs that are not on disk yet (:func:`execute_specs`, whose keyword
+    ``options`` engine, clients, checkpoints and writer this passes on)."""
+    return execute_specs(expand(suite), ProblemCache(), out, sink, progress, echo, **options)
 
 
 class ProblemCache:
@@ -301,7 +70,7 @@ class ProblemCache:
         self._built: dict[str, BilevelProblem] = {}
 
     def __call__(self, spec: RunSpec) -> BilevelProblem:
-        key = _digest({"name": spec.problem, **spec.problem_params})
+        key = digest({"name": spec.problem, **spec.problem_params})
         if key not in self._built:
             self._built[key] = make_problem(spec.problem, spec.problem_params)
         return self._built[key]
@@ -332,15 +101,19 @@ def compute_run(
     policy: CheckpointPolicy,
     clients: str,
     progress: bool,
+    writer: bool = True,
 ) -> list[Row]:
     """One run's rows, wherever it executes (this process, a worker process, a Ray worker):
     the one per-run function of every engine. Its checkpoint is kept under ``out`` (None: no
-    checkpoints). A ValueError (e.g. an algorithm the problem does not support) names the run."""
+    checkpoints; ``writer`` False: read, never written). A ValueError (e.g. an algorithm the
+    problem does not support) names the run."""
     from tqdm import tqdm
 
     label = _label(spec)
     instance = problem if isinstance(problem, BilevelProblem) else problem(spec)
-    checkpoint = None if out is None else Checkpoint(checkpoint_file(out, spec.run_id), policy)
+    checkpoint = None
+    if out is not None:
+        checkpoint = Checkpoint(checkpoint_file(out, spec.run_id), policy, writable=writer)
     bar = tqdm(total=spec.rounds, desc=label, file=sys.stderr, disable=not progress, unit="round")
     try:
         with bar:
@@ -366,14 +139,18 @@ def execute_specs(
     engine: Engine = IN_PROCESS,
     clients: str = "auto",
     checkpoints: CheckpointPolicy = DEFAULT_CHECKPOINTS,
+    writer: bool = True,
 ) -> list[RunSpec]:
     """Execute the runs not on disk yet on ``engine``, write each as it finishes (its config,
     then its rows atomically, then delete its checkpoint), mirror it to ``sink`` and rebuild
     ``<out>/results.csv`` from ``specs`` (a run listed twice is executed once). Only this
     process writes results and MLflow, whatever the engine. ``problem`` is the problem of every
     run, or a function giving each run's problem (it must be picklable for a parallel engine).
+    ``writer`` False: a follower rank of a torchrun run, which computes its share of every
+    run's clients (the same runs, from the same checkpoints) and writes nothing.
     """
-    check_writable(out)
+    if writer:
+        check_writable(out)
     todo = []
     for spec in {spec.run_id: spec for spec in specs}.values():
         path = run_file(out, spec.run_id)
@@ -391,8 +168,14 @@ def execute_specs(
         out=out if engine.shares_files else None,
         policy=checkpoints,
         clients=clients,
-        progress=progress and engine.in_process,
+        progress=progress and engine.in_process and writer,
+        writer=writer,
     )
+    if not writer:
+        with closing(engine.map(work, todo)) as finished:
+            for _ in finished:
+                pass
+        return specs
     try:
         with closing(engine.map(work, todo)) as finished:
             for done, (spec, rows) in enumerate(finished, 1):

@@ -18,16 +18,7 @@ from rabo_bench import algorithms
 from rabo_bench.algorithms import Algorithm
 from rabo_bench.data.archives import load_archive
 from rabo_bench.engine.problems import ParamError, archives_needed, problem_config
-from rabo_bench.engine.suite_file import (  # noqa: F401  (tomllib, show_path, read_toml re-exported)
-    Checker,
-    Source,
-    is_int,
-    is_number,
-    key_lines,
-    read_toml,
-    show_path,
-    tomllib,
-)
+from rabo_bench.engine.suite_file import Checker, Source, is_int, is_number, read_toml
 
 SUITES_DIR = Path(__file__).resolve().parents[2] / "suites"
 TOP_KEYS = (

@@ -34,6 +34,12 @@ def init_from_env() -> tuple[int, int]:
     return world()
 
 
+def leave() -> None:
+    """Leave the process group, if this process joined one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def shard(num_clients: int, rank: int, size: int) -> range:
     """Rank ``rank``'s contiguous block of clients (sizes differ by at most one)."""
     if size > num_clients:

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from rabo_bench.engine.results import NUMERIC
-from rabo_bench.engine.runner import RunSink, RunSpec
+from rabo_bench.engine.run import RunSpec
+from rabo_bench.engine.runner import RunSink
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_BATCH = 100

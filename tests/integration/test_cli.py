@@ -15,7 +15,8 @@ import pytest
 from rabo_bench.algorithms import display_name
 from rabo_bench.cli import main
 from rabo_bench.engine.results import COLUMNS, read_rows
-from rabo_bench.engine.suite import SUITES_DIR, read_toml
+from rabo_bench.engine.suite import SUITES_DIR
+from rabo_bench.engine.suite_file import read_toml
 from tests.cli import run_cli
 
 SMOKE = ["run", "synthetic", "--preset", "smoke", "--no-progress"]

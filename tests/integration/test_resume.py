@@ -19,7 +19,8 @@ import pytest
 
 from rabo_bench.engine.checkpoint import Checkpoint, CheckpointPolicy, checkpoint_file
 from rabo_bench.engine.results import read_rows, run_file
-from rabo_bench.engine.runner import ProblemCache, execute_run, execute_suite, expand
+from rabo_bench.engine.run import execute_run, expand
+from rabo_bench.engine.runner import ProblemCache, execute_suite
 from rabo_bench.engine.suite import load_suite
 from tests.integration.tiny_suite import tiny_suite
 

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from rabo_bench.data.archives import ENV
-from rabo_bench.engine.suite import SUITES_DIR, key_lines
+from rabo_bench.engine.suite import SUITES_DIR
+from rabo_bench.engine.suite_file import key_lines
 from tests.cli import run_cli
 
 SYNTHETIC = (SUITES_DIR / "synthetic.toml").read_text()

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from rabo_bench.engine.results import read_rows
-from rabo_bench.engine.runner import ProblemCache, expand
+from rabo_bench.engine.run import expand
+from rabo_bench.engine.runner import ProblemCache
 from rabo_bench.engine.suite import SUITES_DIR, load_suite
 from tests.cli import run_cli
 

@@ -1,0 +1,233 @@
+"""One run: (problem setting, algorithm config, seed) (DESIGN.md §3), and the loop that drives
+the round engine for it.
+
+``expand`` turns a validated suite into run specs; ``execute_run`` runs one spec and returns
+its result rows, resuming from a checkpoint when one is given and ending early with status
+"diverged" when the iterate or a metric turns NaN/Inf.
+
+Identity and randomness:
+  * ``run_id`` = the first 12 hex digits of sha256 of the canonical JSON of the resolved config
+    (suite, problem with every parameter, algorithm.to_dict(), capacities, seed, rounds,
+    eval_every): any change to the config is a new run.
+  * the random streams of a run (initial point, batches, masks, ...) are keyed by
+    ``stream_key`` = (suite, problem, capacities, seed) only. So every algorithm of one seed
+    starts from the same (x0, y0) and sees common random numbers, and a run with fewer rounds
+    or another ``eval_every`` follows the same trajectory. The problem's data are drawn from its
+    own ``problem.seed``; the run seed changes the initialisation and the sampling streams.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from rabo_bench.algorithms import Algorithm
+from rabo_bench.engine.checkpoint import Checkpoint, RunState
+from rabo_bench.engine.problems import resolved_params
+from rabo_bench.engine.results import METRICS, ORACLES, Row
+from rabo_bench.engine.suite import Suite
+from rabo_bench.federated.engine import FederatedRun, RoundReport
+from rabo_bench.problems import BilevelProblem
+
+
+def digest(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    suite: str
+    problem: str
+    problem_params: dict[str, Any]  # resolved: every setting, defaults included
+    algorithm: Algorithm
+    capacities: tuple[float, ...]
+    seed: int
+    rounds: int
+    eval_every: int
+    setting: str = ""  # the suite's [settings] variant, if it has them
+
+    def config(self) -> dict[str, Any]:
+        """The resolved configuration; its hash is the run id."""
+        named = {"setting": self.setting} if self.setting else {}
+        return {
+            **named,
+            "suite": self.suite,
+            "problem": {"name": self.problem, **self.problem_params},
+            "algorithm": self.algorithm.to_dict(),
+            "capacities": list(self.capacities),
+            "seed": self.seed,
+            "rounds": self.rounds,
+            "eval_every": self.eval_every,
+        }
+
+    @property
+    def run_id(self) -> str:
+        return digest(self.config())
+
+    @property
+    def stream_key(self) -> str:
+        setting = {"problem": {"name": self.problem, **self.problem_params}}
+        setting["capacities"] = list(self.capacities)
+        return f"{self.suite}/{digest(setting)}/seed={self.seed}"
+
+
+def expand(suite: Suite) -> list[RunSpec]:
+    """The suite's runs: setting by setting, seed-major within a setting (all algorithms of
+    seed 0 first)."""
+    specs = []
+    for variant in suite.variants():
+        params = resolved_params(variant.problem, variant.problem_params)
+        specs.extend(
+            RunSpec(
+                variant.name,
+                variant.problem,
+                params,
+                variant.algorithm(name),
+                variant.capacities,
+                seed,
+                variant.rounds,
+                variant.eval_every,
+                variant.setting,
+            )
+            for seed in variant.seeds
+            for name in variant.algorithms
+        )
+    return specs
+
+
+class _Accumulator:
+    """Cumulative counters since round 0 and the coverage seen so far."""
+
+    def __init__(self, itemsize: int) -> None:
+        self.itemsize = itemsize
+        self.totals = dict.fromkeys((*ORACLES, "params_up", "params_down"), 0)
+        self.cov_min: dict[str, int | None] = {"x": None, "y": None}
+        self.cov_hist: dict[str, list[int] | None] = {"x": None, "y": None}
+        self.wall = 0.0
+
+    def add(self, report: RoundReport, seconds: float) -> None:
+        self.wall += seconds
+        for key, value in report.oracles.as_dict().items():
+            self.totals[key] += value
+        self.totals["params_up"] += sum(report.ledger.params_up)
+        self.totals["params_down"] += sum(report.ledger.params_down)
+        for axis, stats in (("x", report.coverage_x), ("y", report.coverage_y)):
+            old = self.cov_min[axis]
+            self.cov_min[axis] = stats.minimum if old is None else min(old, stats.minimum)
+            self.cov_hist[axis] = stats.histogram
+
+    def state(self) -> dict[str, Any]:
+        """Everything but the item size, for a checkpoint (plain JSON values)."""
+        return {k: v for k, v in vars(self).items() if k != "itemsize"}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+
+    def costs(self) -> Row:
+        t = self.totals
+        return {
+            **{k: t[k] for k in ORACLES},
+            "oracle_calls": sum(t[k] for k in ORACLES),
+            "params_up": t["params_up"],
+            "params_down": t["params_down"],
+            "bytes_up": t["params_up"] * self.itemsize,
+            "bytes_down": t["params_down"] * self.itemsize,
+            "coverage_x_min": self.cov_min["x"],
+            "coverage_y_min": self.cov_min["y"],
+            "coverage_x_hist": _json_or_none(self.cov_hist["x"]),
+            "coverage_y_hist": _json_or_none(self.cov_hist["y"]),
+            "wall_time_s": self.wall,
+        }
+
+
+def _json_or_none(value: list[int] | None) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _non_finite_params(run: FederatedRun) -> str | None:
+    """Why the iterate is unusable (NaN/Inf entries), or None: the run has diverged."""
+    bad = [
+        f"{axis}[{name!r}]"
+        for axis, params in zip("xy", run.params, strict=True)
+        for name, tensor in params.items()
+        if not bool(torch.isfinite(tensor).all())
+    ]
+    return f"{', '.join(bad)} not finite" if bad else None
+
+
+def _non_finite_metrics(row: Row) -> str | None:
+    bad = [
+        f"{k} = {row[k]}"
+        for k in METRICS
+        if isinstance(row.get(k), float) and not math.isfinite(row[k])
+    ]
+    return ", ".join(bad) if bad else None
+
+
+def execute_run(
+    spec: RunSpec,
+    problem: BilevelProblem,
+    on_round: Callable[[int], None] | None = None,
+    *,
+    checkpoint: Checkpoint | None = None,
+    clients: str = "auto",
+) -> list[Row]:
+    """Run ``spec`` for its rounds; one row at round 0 (the initial point), every
+    ``eval_every`` rounds and at the last round. Wall time excludes evaluation.
+
+    With ``checkpoint``, the run continues from its saved state if there is one and saves its
+    state when the checkpoint is due. A non-finite iterate or metric ends the run early with a
+    last row at that round: every row then has ``status`` "diverged" and the ``reason``
+    (``status`` "ok" otherwise). ``clients`` is how the engine simulates the clients (an
+    execution choice: it is not part of the run's identity). ``on_round(q)`` after round q."""
+    run = FederatedRun(problem, spec.algorithm, spec.capacities, spec.stream_key, clients=clients)
+    acc = _Accumulator(problem.dtype.itemsize)
+    identity = {
+        "suite": spec.suite,
+        "setting": spec.setting,
+        "run_id": spec.run_id,
+        "algorithm": spec.algorithm.name,
+        "seed": spec.seed,
+    }
+
+    def row(q: int) -> Row:
+        evaluate = problem.evaluate_final if q == spec.rounds else problem.evaluate
+        metrics = evaluate(*run.params)
+        return {**identity, "round": q, **metrics, **acc.costs()}
+
+    saved = None if checkpoint is None else checkpoint.load()
+    if saved is None:
+        rows = [row(0)]
+        reason = _non_finite_metrics(rows[0])
+    else:
+        run.x, run.y, run.round, rows = saved.x, saved.y, saved.round, saved.rows
+        acc.restore(saved.counters)
+        reason = None  # a checkpoint is only saved while the run is finite
+    while reason is None and run.round < spec.rounds:
+        start = time.perf_counter()
+        report = run.step()
+        acc.add(report, time.perf_counter() - start)
+        q = run.round
+        reason = _non_finite_params(run)
+        if reason is not None:  # no evaluation at a non-finite point: metrics stay empty
+            rows.append({**identity, "round": q, **acc.costs()})
+        elif q % spec.eval_every == 0 or q == spec.rounds:
+            rows.append(row(q))
+            reason = _non_finite_metrics(rows[-1])
+        if on_round is not None:
+            on_round(q)
+        if reason is None and checkpoint is not None and q < spec.rounds and checkpoint.due(q):
+            checkpoint.save(RunState(q, run.x, run.y, acc.state(), rows))
+    if reason is None:
+        status = {"status": "ok", "reason": None}
+    else:
+        status = {"status": "diverged", "reason": f"round {rows[-1]['round']}: {reason}"}
+    return [{**r, **status} for r in rows]
