@@ -41,6 +41,18 @@ def test_same_seed_gives_identical_rows_for_every_supported_algorithm(first, tmp
     assert without_timing(again) == without_timing(first)
 
 
+def test_few_shot_only_algorithms_are_deterministic_on_their_own_problem(root, tmp_path):
+    """protonet and maml have no synthetic counterpart: check them on the Omniglot smoke
+    setting instead (one round, one seed; real data, so the root fixture)."""
+    suite = load_suite("omniglot", "smoke", seeds=1, rounds=1, algorithm_names=list(FEW_SHOT_ONLY))
+    tables = []
+    for name in ("a", "b"):
+        execute_suite(suite, tmp_path / name, sink=None, progress=False, echo=lambda _: None)
+        tables.append(without_timing(read_rows(tmp_path / name / "results.csv")))
+    assert {r["algorithm"] for r in tables[0]} == set(FEW_SHOT_ONLY)
+    assert tables[0] == tables[1]
+
+
 @pytest.mark.parametrize("name", FEW_SHOT_ONLY)
 def test_few_shot_only_algorithms_fail_clearly_on_the_synthetic_problem(name, tmp_path):
     with pytest.raises(ValueError, match=f"{name} seed=0 .*no single-level loss '{name}'"):
