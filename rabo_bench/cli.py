@@ -185,6 +185,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from rabo_bench.engine.suite import check_data, load_suite
     from rabo_bench.engine.suite_file import tomllib
     from rabo_bench.engine.sweep import Engine
+    from rabo_bench.federated.distributed import leave
 
     try:
         suite = load_suite(
@@ -215,6 +216,7 @@ def cmd_run(args: argparse.Namespace) -> None:
             suite, out, None, False, lambda _: None, clients=args.clients, writer=False,
             checkpoints=checkpoints,
         )  # fmt: skip
+        leave(together=True)
         return
     try:
         check_writable(out)
@@ -254,6 +256,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     if sink is not None and sink.enabled:
         uri = sink.tracking_uri
         print(f"MLflow: {uri} (browse with: mlflow ui --backend-store-uri {uri})")
+    leave(together=True)  # under torchrun: wait for the follower ranks
 
 
 def _join_torchrun(engine, suite) -> int:

@@ -34,9 +34,13 @@ def init_from_env() -> tuple[int, int]:
     return world()
 
 
-def leave() -> None:
-    """Leave the process group, if this process joined one."""
+def leave(together: bool = False) -> None:
+    """Leave the process group, if this process joined one; ``together``: after a barrier, so
+    no rank tears down gloo's threads while another still uses them (a rank that exits without
+    leaving may abort in C++ at interpreter exit)."""
     if dist.is_available() and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 

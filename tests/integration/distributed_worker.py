@@ -10,7 +10,7 @@ import torch
 
 from rabo_bench.engine.problems import make_problem
 from rabo_bench.engine.suite import load_suite
-from rabo_bench.federated.distributed import init_from_env
+from rabo_bench.federated.distributed import init_from_env, leave
 from rabo_bench.federated.engine import FederatedRun
 
 ROUNDS = 3
@@ -36,3 +36,4 @@ if __name__ == "__main__":
     result = trajectories(sys.argv[2])
     if rank == 0:
         torch.save(result, sys.argv[1])
+    leave(together=True)
