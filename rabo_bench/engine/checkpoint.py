@@ -15,6 +15,7 @@ run's result file is written (``remove_checkpoint``).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,11 +91,24 @@ class Checkpoint:
         self._last = time.monotonic()
 
     def load(self) -> RunState | None:
-        """The saved state, or None when there is no checkpoint."""
+        """The saved state, or None when there is no checkpoint. A checkpoint that cannot be
+        read (damaged on disk, or written by an incompatible version) is set aside as
+        ``<name>.unreadable`` with a one-line warning, and the run starts from round 0:
+        nothing is lost that a checkpoint could have given back."""
         if not self.path.exists():
             return None
         import torch
 
-        payload = torch.load(self.path, map_location="cpu", weights_only=True)
-        text = json.loads(payload["json"])
-        return RunState(payload["round"], payload["x"], payload["y"], **text)
+        try:
+            payload = torch.load(self.path, map_location="cpu", weights_only=True)
+            text = json.loads(payload["json"])
+            return RunState(payload["round"], payload["x"], payload["y"], **text)
+        except Exception as err:  # any failure to read it means: no usable checkpoint
+            aside = self.path.with_name(self.path.name + ".unreadable")
+            self.path.replace(aside)
+            print(
+                f"rabo-bench: warning: checkpoint {self.path} is unreadable "
+                f"({type(err).__name__}); moved to {aside.name}, the run starts over",
+                file=sys.stderr,
+            )
+            return None

@@ -107,3 +107,19 @@ def test_restarted_run_continues_from_its_checkpoint_round(tmp_path):
     resumed = execute_run(spec, problem, rounds.append, checkpoint=checkpoint)
     assert rounds == list(range(3, spec.rounds + 1))  # rounds 1 and 2 were not recomputed
     assert without_timing(resumed) == without_timing(execute_run(spec, problem))
+
+
+def test_an_unreadable_checkpoint_is_set_aside_and_the_run_starts_over(tmp_path, capsys):
+    spec = expand(load_suite("synthetic", "smoke", seeds=1, algorithm_names=["rabo"]))[0]
+    problem = ProblemCache()(spec)
+    path = checkpoint_file(tmp_path, spec.run_id)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a checkpoint")
+    checkpoint = Checkpoint(path, CheckpointPolicy(rounds=1000))
+    rounds: list[int] = []
+    rows = execute_run(spec, problem, rounds.append, checkpoint=checkpoint)
+    assert rounds == list(range(1, spec.rounds + 1))
+    assert without_timing(rows) == without_timing(execute_run(spec, problem))
+    assert path.with_name(path.name + ".unreadable").read_bytes() == b"not a checkpoint"
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and "is unreadable" in warning[0] and "starts over" in warning[0]
