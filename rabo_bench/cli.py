@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from rabo_bench.engine.checkpoint import DEFAULT_CHECKPOINTS, CheckpointPolicy
+from rabo_bench.engine.sweep import ENGINES
 
 PROG = "rabo-bench"
 REPO = Path(__file__).resolve().parents[1]
@@ -79,9 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--jobs", type=_positive_int, default=1, metavar="N", help="runs at once (local engine)"
     )
-    run.add_argument(
-        "--engine", choices=("local", "ray"), default="local", help="where runs execute"
-    )
+    run.add_argument("--engine", choices=ENGINES, default="local", help="where runs execute")
     run.add_argument(
         "--ray-address", metavar="ADDRESS", help="Ray cluster (default: start a local Ray)"
     )

@@ -128,6 +128,22 @@ def compute_run(
         raise ValueError(f"run {label} ({spec.run_id}): {err}") from err
 
 
+def _record(
+    out: Path, spec: RunSpec, rows: list[Row], progress: str, sink: RunSink | None, echo
+) -> None:
+    """Write a finished run (its config, then its rows atomically), delete its checkpoint,
+    say so, and mirror it to ``sink``."""
+    path = run_file(out, spec.run_id)
+    path.with_suffix(".json").write_text(json.dumps(spec.config(), indent=2, sort_keys=True) + "\n")
+    write_csv_atomic(path, rows)
+    remove_checkpoint(out, spec.run_id)
+    last = rows[-1]
+    why = f": {last['reason']}" if last["status"] != "ok" else ""
+    echo(f"{last['status']} {_label(spec)} (run {spec.run_id}) {progress}{why}")
+    if sink is not None:
+        sink.log_run(spec, read_rows(path), path)
+
+
 def execute_specs(
     specs: list[RunSpec],
     problem: BilevelProblem | Callable[[RunSpec], BilevelProblem],
@@ -171,27 +187,12 @@ def execute_specs(
         progress=progress and engine.in_process and writer,
         writer=writer,
     )
-    if not writer:
-        with closing(engine.map(work, todo)) as finished:
-            for _ in finished:
-                pass
-        return specs
     try:
         with closing(engine.map(work, todo)) as finished:
             for done, (spec, rows) in enumerate(finished, 1):
-                path = run_file(out, spec.run_id)
-                path.with_suffix(".json").write_text(
-                    json.dumps(spec.config(), indent=2, sort_keys=True) + "\n"
-                )
-                write_csv_atomic(path, rows)
-                remove_checkpoint(out, spec.run_id)
-                last = rows[-1]
-                why = f": {last['reason']}" if last["status"] != "ok" else ""
-                echo(
-                    f"{last['status']} {_label(spec)} (run {spec.run_id}) [{done}/{len(todo)}]{why}"
-                )
-                if sink is not None:
-                    sink.log_run(spec, read_rows(path), path)
+                if writer:
+                    _record(out, spec, rows, f"[{done}/{len(todo)}]", sink, echo)
     finally:  # after a failed run or an interrupt too: the table then holds the finished runs
-        write_results_table(out, list(dict.fromkeys(spec.run_id for spec in specs)))
+        if writer:
+            write_results_table(out, list(dict.fromkeys(spec.run_id for spec in specs)))
     return specs

@@ -37,14 +37,8 @@ class CoverageStats:
 
     @classmethod
     def of(cls, masks: Sequence) -> CoverageStats:
-        """From the clients' masks (each dense once per distinct mask object)."""
-        dense: dict[int, dict[str, torch.Tensor]] = {}
-        for m in masks:
-            if id(m) not in dense:
-                dense[id(m)] = m.dense()
-        counts = torch.cat(
-            [c.reshape(-1) for c in coverage([dense[id(m)] for m in masks]).values()]
-        )
+        """From the clients' masks."""
+        counts = torch.cat([c.reshape(-1) for c in coverage([m.dense() for m in masks]).values()])
         hist = torch.bincount(counts, minlength=len(masks) + 1)
         return cls(int(counts.min()), [int(v) for v in hist])
 

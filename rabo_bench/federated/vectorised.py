@@ -132,28 +132,25 @@ class Group:
 
 
 def groups_of(problem, masks, x: Params, y: Params, clients: Sequence[int]) -> list[Group]:
-    """The clients grouped by sub-model sizes; index and dense-mask work is done once per
-    distinct mask object (policies share one object among clients of equal capacity)."""
+    """The clients grouped by sub-model sizes; the flat indices are packed once per distinct
+    mask object (policies share one object among clients of equal capacity)."""
     index_x, index_y = _index_params(x), _index_params(y)
     members: dict[tuple, list[int]] = {}
     packed: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-    dense: dict[int, dict[str, dict[str, torch.Tensor]]] = {}
     for i in clients:
         key = id(masks[i])
         if key not in packed:
             obj = LocalObjective(problem, i, x, y, masks[i].x, masks[i].y)
             packed[key] = (obj.pack_x(index_x), obj.pack_y(index_y))
-            dense[key] = {side: held(masks[i], side) for side in ("x", "y")}
         thresholds = tuple(getattr(m, "threshold", None) for m in (masks[i].x, masks[i].y))
         members.setdefault((*map(len, packed[key]), thresholds), []).append(i)
     groups = []
     for (_, _, thresholds), ids in members.items():
-        keys = [id(masks[i]) for i in ids]
         stacked = {
-            side: {name: torch.stack([dense[k][side][name] for k in keys]) for name in x_or_y}
+            side: {name: torch.stack([held(masks[i], side)[name] for i in ids]) for name in x_or_y}
             for side, x_or_y in (("x", x), ("y", y))
         }
-        indices = tuple(torch.stack([packed[k][side] for k in keys]) for side in (0, 1))
+        indices = tuple(torch.stack([packed[id(masks[i])][side] for i in ids]) for side in (0, 1))
         groups.append(Group(tuple(ids), indices, thresholds, stacked))
     return groups
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import torch
@@ -68,6 +68,11 @@ class StructuredMask:
 
     index: Mapping[str, Index]
     shapes: Mapping[str, torch.Size]
+    # dense() on the CPU, computed on first use: a mask is immutable, and one mask object is
+    # shared by every client of a capacity, read by the engine, coverage and aggregation
+    _dense: Mapping[str, torch.Tensor] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         shapes = _shapes_of(self.shapes)
@@ -108,8 +113,16 @@ class StructuredMask:
             index[name] = (idx, *index[name][1:])
         return cls(index, full)
 
-    def dense(self, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
-        """Elementwise truth: a bool tensor per parameter, the outer product of the selections."""
+    def dense(self, device: torch.device | str | None = None) -> Mapping[str, torch.Tensor]:
+        """Elementwise truth: a bool tensor per parameter, the outer product of the selections
+        (read-only; computed once per mask for the default device)."""
+        if device is not None:
+            return self._held(device)
+        if self._dense is None:
+            object.__setattr__(self, "_dense", MappingProxyType(self._held(None)))
+        return self._dense
+
+    def _held(self, device: torch.device | str | None) -> dict[str, torch.Tensor]:
         out = {}
         for name, shape in self.shapes.items():
             held = torch.ones(shape, dtype=torch.bool, device=device)
