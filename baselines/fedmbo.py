@@ -9,6 +9,8 @@ estimates the *global* inverse Hessian [d^2_yy G]^{-1}, not a local one:
 
 [OURS, SPEC §9 item 13] full participation, the same N and eta as RABO. The Neumann factor
 messages (p down to and H p up from the sampled client) are counted as communication.
+On per-task problems (few-shot episodes) there is no global inner problem, and each client's
+Neumann series uses its own tasks' Hessians [OURS] (see ``ClientSampledNeumann.run``).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import torch
 
 from rabo_bench.algorithms import Algorithm, register
 from rabo_bench.federated.inner import MinibatchSGD
-from rabo_bench.federated.outer import OuterStep
+from rabo_bench.federated.outer import LocalHypergradient, OuterStep
 from rabo_bench.federated.policies import FullModel
+from rabo_bench.hypergrad import make_estimator
 from rabo_bench.params import Layout
 
 
@@ -35,7 +38,13 @@ class ClientSampledNeumann(OuterStep):
     eta: float = 0.01
     lr: float = 0.01
 
-    def run(self, ctx, x, y, masks):
+    def run(self, ctx, x, y, masks, inner):
+        if ctx.problem.per_task_inner:
+            # [OURS] every task has its own inner problem, so there is no global inverse
+            # Hessian for clients sampled per factor to estimate: each client's Neumann series
+            # uses its own task's Hessians (FedMBO keeps its minibatch inner loop, full model)
+            neumann = make_estimator("neumann", terms=self.terms, eta=self.eta)
+            return LocalHypergradient(neumann, self.lr).run(ctx, x, y, masks, inner)
         full = (Layout.of(x).numel, Layout.of(y).numel)
         if any((m.x.numel(), m.y.numel()) != full for m in masks):
             raise ValueError("client_sampled_neumann (FedMBO) needs full-model masks")

@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--algorithms", type=_names, help="comma-separated subset, e.g. rabo,fedmbo")
     run.add_argument("--seeds", type=_positive_int, metavar="N", help="run seeds 0 .. N-1")
     run.add_argument("--rounds", type=_positive_int, metavar="Q", help="global iterations")
+    run.add_argument(
+        "--settings", type=_names, help="comma-separated subset of the suite's [settings]"
+    )
     run.add_argument("--out", type=Path, help="output folder (default <repo>/out/<suite>[-preset])")
     tracking = run.add_mutually_exclusive_group()
     tracking.add_argument(
@@ -194,6 +197,8 @@ def cmd_run(args: argparse.Namespace) -> None:
             seeds=args.seeds,
             algorithm_names=args.algorithms,
         )
+        if args.settings:
+            suite = suite.only_settings(args.settings)
         out = (args.out or REPO / "out" / suite.out_name).resolve()
         if suite.rates:
             from rabo_bench.theory.rates import RateGrid

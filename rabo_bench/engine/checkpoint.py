@@ -60,6 +60,8 @@ class RunState:
     y: Params
     counters: dict[str, Any]  # the runner's cost accumulator
     rows: list[dict[str, Any]]
+    # the coordinates some client has held so far (metrics.trained.TrainedCoordinates.state)
+    trained: dict[str, Any] | None = None
 
 
 @dataclass
@@ -85,6 +87,7 @@ class Checkpoint:
             "x": state.x,
             "y": state.y,
             "json": json.dumps({"counters": state.counters, "rows": state.rows}),
+            "trained": state.trained,
         }
         with atomic_file(self.path, "wb") as handle:
             torch.save(payload, handle)
@@ -102,7 +105,8 @@ class Checkpoint:
         try:
             payload = torch.load(self.path, map_location="cpu", weights_only=True)
             text = json.loads(payload["json"])
-            return RunState(payload["round"], payload["x"], payload["y"], **text)
+            trained = payload.get("trained")  # absent from older checkpoints
+            return RunState(payload["round"], payload["x"], payload["y"], **text, trained=trained)
         except Exception as err:  # any failure to read it means: no usable checkpoint
             aside = self.path.with_name(self.path.name + ".unreadable")
             self.path.replace(aside)

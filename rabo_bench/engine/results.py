@@ -17,10 +17,22 @@ from pathlib import Path
 from typing import IO, Any
 
 IDENTITY = ("suite", "setting", "run_id", "algorithm", "seed", "round")
-METRICS = ("upper_loss", "grad_norm_sq", "inner_error", "accuracy", "accuracy_ci95")
+METRICS = (
+    "upper_loss",
+    "grad_norm_sq",
+    "inner_error",
+    "accuracy",
+    "accuracy_ci95",
+    # the clients' own sub-models, evaluated like the global model and averaged over clients
+    "submodel_accuracy",
+    # fraction of the network's parameters that no client has trained since round 0
+    "untrained_fraction",
+)
 DETAILS = ("details",)  # JSON: problem-specific metrics (per-class accuracy, learned values)
 ORACLES = ("grad_f", "grad_g", "hvp", "jvp")
-COSTS = ("oracle_calls", "params_up", "params_down", "bytes_up", "bytes_down")
+# flops: floating-point operations of the clients' work since round 0, counted by
+# torch.utils.flop_counter.FlopCounterMode (matmul and convolution kernels)
+COSTS = ("oracle_calls", "params_up", "params_down", "bytes_up", "bytes_down", "flops")
 COVERAGE = ("coverage_x_min", "coverage_y_min", "coverage_x_hist", "coverage_y_hist")
 TIMING = ("wall_time_s",)
 # The run's outcome, on every row of the run: "ok", or "diverged" (a NaN/Inf iterate or metric

@@ -34,6 +34,7 @@ from rabo_bench.engine.problems import resolved_params
 from rabo_bench.engine.results import METRICS, ORACLES, Row
 from rabo_bench.engine.suite import Suite
 from rabo_bench.federated.engine import FederatedRun, RoundReport
+from rabo_bench.metrics.trained import TrainedCoordinates, submodel_accuracy
 from rabo_bench.problems import BilevelProblem
 
 
@@ -104,11 +105,17 @@ def expand(suite: Suite) -> list[RunSpec]:
 
 
 class _Accumulator:
-    """Cumulative counters since round 0 and the coverage seen so far."""
+    """Cumulative counters since round 0 and the coverage seen so far.
+
+    ``flops`` (``RoundReport.flops``) is 0 at round 0 and then the sum over the rounds; it
+    turns None (an empty cell) for good at the first round that was not counted (a problem
+    without physical sub-models, see ``FederatedRun.step``)."""
 
     def __init__(self, itemsize: int) -> None:
         self.itemsize = itemsize
-        self.totals = dict.fromkeys((*ORACLES, "params_up", "params_down"), 0)
+        self.totals: dict[str, int | None] = dict.fromkeys(
+            (*ORACLES, "params_up", "params_down", "flops"), 0
+        )
         self.cov_min: dict[str, int | None] = {"x": None, "y": None}
         self.cov_hist: dict[str, list[int] | None] = {"x": None, "y": None}
         self.wall = 0.0
@@ -119,6 +126,8 @@ class _Accumulator:
             self.totals[key] += value
         self.totals["params_up"] += sum(report.ledger.params_up)
         self.totals["params_down"] += sum(report.ledger.params_down)
+        flops, counted = self.totals["flops"], report.flops
+        self.totals["flops"] = None if flops is None or counted is None else flops + counted
         for axis, stats in (("x", report.coverage_x), ("y", report.coverage_y)):
             old = self.cov_min[axis]
             self.cov_min[axis] = stats.minimum if old is None else min(old, stats.minimum)
@@ -130,6 +139,8 @@ class _Accumulator:
 
     def restore(self, state: dict[str, Any]) -> None:
         vars(self).update(state)
+        # a checkpoint from before the flops column: count the FLOPs from the resumed round on
+        self.totals = {**self.totals, "flops": self.totals.get("flops", 0)}
 
     def costs(self) -> Row:
         t = self.totals
@@ -140,6 +151,7 @@ class _Accumulator:
             "params_down": t["params_down"],
             "bytes_up": t["params_up"] * self.itemsize,
             "bytes_down": t["params_down"] * self.itemsize,
+            "flops": t["flops"],
             "coverage_x_min": self.cov_min["x"],
             "coverage_y_min": self.cov_min["y"],
             "coverage_x_hist": _json_or_none(self.cov_hist["x"]),
@@ -198,9 +210,15 @@ def execute_run(
         "seed": spec.seed,
     }
 
+    trained = TrainedCoordinates(run.x, run.y)
+    last_masks: list = []  # the clients' sub-models of the last round (none before round 1)
+
     def row(q: int) -> Row:
         evaluate = problem.evaluate_final if q == spec.rounds else problem.evaluate
         metrics = evaluate(*run.params)
+        if last_masks:
+            metrics.update(submodel_accuracy(problem, *run.params, last_masks))
+            metrics["untrained_fraction"] = trained.untrained_fraction()
         return {**identity, "round": q, **metrics, **acc.costs()}
 
     saved = None if checkpoint is None else checkpoint.load()
@@ -210,11 +228,15 @@ def execute_run(
     else:
         run.x, run.y, run.round, rows = saved.x, saved.y, saved.round, saved.rows
         acc.restore(saved.counters)
+        if saved.trained is not None:  # checkpoints written before the column existed lack it
+            trained.restore(saved.trained)
         reason = None  # a checkpoint is only saved while the run is finite
     while reason is None and run.round < spec.rounds:
         start = time.perf_counter()
         report = run.step()
         acc.add(report, time.perf_counter() - start)
+        trained.add(report.masks)
+        last_masks[:] = report.masks
         q = run.round
         reason = _non_finite_params(run)
         if reason is not None:  # no evaluation at a non-finite point: metrics stay empty
@@ -225,7 +247,8 @@ def execute_run(
         if on_round is not None:
             on_round(q)
         if reason is None and checkpoint is not None and q < spec.rounds and checkpoint.due(q):
-            checkpoint.save(RunState(q, run.x, run.y, acc.state(), rows))
+            state = RunState(q, run.x, run.y, acc.state(), rows, trained.state())
+            checkpoint.save(state)
     if reason is None:
         status = {"status": "ok", "reason": None}
     else:

@@ -140,6 +140,12 @@ def _record(
     last = rows[-1]
     why = f": {last['reason']}" if last["status"] != "ok" else ""
     echo(f"{last['status']} {_label(spec)} (run {spec.run_id}) {progress}{why}")
+    uncovered = [a for a in ("x", "y") if last.get(f"coverage_{a}_min") == 0]
+    if uncovered:
+        echo(
+            f"warning: {_label(spec)}: some coordinate of {' and '.join(uncovered)} was held by "
+            "no client in some round (C* = 0; the theory assumes C_x*, C_y* >= 1)"
+        )
     if sink is not None:
         sink.log_run(spec, read_rows(path), path)
 

@@ -61,6 +61,17 @@ class Suite:
     setting: str = ""  # the name of this variant of a suite with [settings]
     settings: tuple[Suite, ...] = ()  # one validated Suite per [settings.NAME] table
 
+    def only_settings(self, names: list[str]) -> Suite:
+        """This suite with only the [settings] variants ``names`` (``--settings``)."""
+        known = [variant.setting for variant in self.settings]
+        unknown = [name for name in names if name not in known]
+        if unknown or not known:
+            raise ValueError(
+                f"--settings: {', '.join(unknown or names)} not among the suite's settings "
+                f"{known or '(it has none)'}"
+            )
+        return replace(self, settings=tuple(v for v in self.settings if v.setting in names))
+
     def variants(self) -> tuple[Suite, ...]:
         """The settings to run: the [settings] variants, or the suite itself."""
         return self.settings or (self,)

@@ -3,7 +3,7 @@
 One global iteration q (SPEC §2, Algorithm 1):
     masks   = policy.assign(x^q, y^q, r)                      server, eq. (3)
     x', y^{q+1} = inner.run(x^q, y^q, masks)                  clients eq. (5), server eq. (6)
-    x^{q+1} = outer.run(x', y^{q+1}, masks)                   clients eq. (7)/(10), server eq. (8)
+    x^{q+1} = outer.run(x', y^{q+1}, masks, inner)            clients eq. (7)/(10), server eq. (8)
 (x' = x^q for bilevel methods; single-level baselines train x jointly in the inner phase.)
 Each part records its clients' oracle calls and messages. How the clients are simulated is the
 run's client engine (``clients``, :mod:`rabo_bench.federated.clients`): in sequence, vectorised
@@ -16,15 +16,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
+from torch.utils.flop_counter import FlopCounterMode
 
 from rabo_bench.federated.aggregation import coverage
 from rabo_bench.federated.clients import ClientEngine, SequentialClients
 from rabo_bench.federated.context import ClientMasks, CostLedger, RoundContext, derive_generator
-from rabo_bench.federated.distributed import sharded
+from rabo_bench.federated.distributed import sharded, world
 from rabo_bench.federated.vectorised import VectorisedClients
 from rabo_bench.hypergrad import OracleCounter
 from rabo_bench.params import Params
 from rabo_bench.problems.base import BilevelProblem
+from rabo_bench.submodel import StructuredMask
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,9 @@ class RoundReport:
     masks: list[ClientMasks]
     coverage_x: CoverageStats
     coverage_y: CoverageStats
+    # FLOPs of the round (policy, inner, outer) summed over the ranks; None: not counted
+    # (problems without physical sub-models, see FederatedRun.step)
+    flops: int | None = None
 
     @property
     def oracles(self) -> OracleCounter:
@@ -93,6 +99,27 @@ def client_engine(problem: BilevelProblem, algorithm, clients: str = "auto") -> 
     return sharded(VectorisedClients() if vectorised else SequentialClients())
 
 
+def _summed_over_ranks(count: int) -> int:
+    """``count`` summed over the ranks of the process group (itself without one)."""
+    if world()[1] == 1:
+        return int(count)
+    total = torch.tensor([int(count)], dtype=torch.long)
+    dist.all_reduce(total)
+    return int(total.item())
+
+
+def _calls(ctx: RoundContext) -> tuple:
+    """Every client's oracle calls in the round (what, besides shapes, decides its FLOPs)."""
+    return tuple(tuple(c.as_dict().values()) for c in ctx.ledger.counters)
+
+
+def _shapes(mask) -> tuple:
+    """What a mask's sub-model computes on: its narrow shapes (structured), else "element"."""
+    if isinstance(mask, StructuredMask):
+        return tuple(sorted(mask.sub_shapes().items()))
+    return ("element",)
+
+
 class FederatedRun:
     """The state (x^q, y^q) of one run and the round loop that advances it."""
 
@@ -118,25 +145,74 @@ class FederatedRun:
         self.layers = problem.channel_layers(self.x, self.y)
         self.engine = client_engine(problem, algorithm, clients)
         self.round = 0
+        self._flop_counts: dict[tuple, dict[tuple, int]] = {}  # shapes -> calls -> FLOPs
 
     def step(self) -> RoundReport:
-        ctx = RoundContext(self.problem, self.round, self.capacities, self.run_key, self.engine)
+        """One global iteration q -> q + 1, with its FLOPs where the problem has physical
+        sub-models (``RoundReport.flops``, the results' ``flops`` column).
+
+        FLOPs are ``torch.utils.flop_counter.FlopCounterMode``'s count (matmul and convolution
+        kernels, the convention of :mod:`rabo_bench.metrics.cost`) of the clients' work (the
+        mask policy's norms are not counted); under torch.distributed each rank counts its own
+        clients and the counts are summed. The counter dispatches every aten op through Python
+        and made a network round 5-7x slower (measured, ``omniglot --preset smoke``, RABO,
+        1 thread: 0.30 s -> 1.6-2.1 s), so a round is counted only when its sub-model shapes
+        are new, or its oracle calls differ from those of the counted rounds with its shapes
+        (a round is a pure function of (x, y, q, run key): it is then run again under the
+        counter, changing no number); otherwise the earlier count is reused, since the
+        kernels' FLOPs depend on the shapes alone. Wall time includes a counted round's
+        overhead (usually round 0 only). Synthetic problems are not counted (FlopCounterMode
+        does not count their matrix-vector products, and it took a round from 0.11 s to
+        0.74 s)."""
         algo = self.algorithm
         masks = algo.policy.assign(
-            self.x, self.y, self.capacities, self.round, ctx.rng(None, "masks"), self.layers
+            self.x, self.y, self.capacities, self.round, self._rng_masks(), self.layers
         )
-        x_mid, y_next = algo.inner.run(ctx, self.x, self.y, masks)
-        x_next = algo.outer.run(ctx, x_mid, y_next, masks)
-        self.engine.finish_round(ctx)
+        ctx, flops = self._context(), None
+        shapes = tuple(_shapes(m.x) + _shapes(m.y) for m in masks)
+        if self.problem.physical_submodels and shapes not in self._flop_counts:
+            with FlopCounterMode(display=False) as counter:
+                x_next, y_next = self._advance(ctx, masks)
+            flops = _summed_over_ranks(counter.get_total_flops())
+            self._flop_counts[shapes] = {_calls(ctx): flops}
+        else:
+            x_next, y_next = self._advance(ctx, masks)
+            if self.problem.physical_submodels:
+                flops = self._flops(ctx, masks, shapes)
         report = RoundReport(
             self.round,
             ctx.ledger,
             masks,
             CoverageStats.of([m.x for m in masks]),
             CoverageStats.of([m.y for m in masks]),
+            flops,
         )
         self.x, self.y, self.round = x_next, y_next, self.round + 1
         return report
+
+    def _rng_masks(self) -> torch.Generator:
+        return derive_generator(self.run_key, self.round, None, "masks")
+
+    def _context(self) -> RoundContext:
+        return RoundContext(self.problem, self.round, self.capacities, self.run_key, self.engine)
+
+    def _advance(self, ctx: RoundContext, masks: list[ClientMasks]) -> tuple[Params, Params]:
+        """The clients' work of the round: inner phase, outer phase, the server's steps."""
+        x_mid, y_next = self.algorithm.inner.run(ctx, self.x, self.y, masks)
+        x_next = self.algorithm.outer.run(ctx, x_mid, y_next, masks, self.algorithm.inner)
+        self.engine.finish_round(ctx)
+        return x_next, y_next
+
+    def _flops(self, ctx: RoundContext, masks: list[ClientMasks], shapes: tuple) -> int:
+        """A finished round's FLOPs: the count of an earlier round with the same shapes and
+        oracle calls, else counted by running the round again under the counter."""
+        counts = self._flop_counts[shapes]
+        calls = _calls(ctx)
+        if calls not in counts:
+            with FlopCounterMode(display=False) as counter:
+                self._advance(self._context(), masks)
+            counts[calls] = _summed_over_ranks(counter.get_total_flops())
+        return counts[calls]
 
     @property
     def params(self) -> tuple[Params, Params]:

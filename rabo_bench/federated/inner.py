@@ -2,6 +2,11 @@
 
 An inner solver returns the whole state (x, y): the bilevel ones leave x alone, while the
 single-level sub-model baselines train x and y jointly here and have no outer step.
+
+On a problem with per-task inner problems (``per_task_inner``, e.g. few-shot episodes) a client
+solves one inner problem per task of its meta-batch, each from the shared y (:meth:`solve`), and
+uploads the mean of their local updates; outer steps adapt y to each task with the same
+:meth:`solve` before estimating its hypergradient.
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
+
 from rabo_bench.federated.context import ClientMasks, RoundContext
+from rabo_bench.hypergrad import Oracles
 from rabo_bench.params import Params
 
 
@@ -18,6 +26,15 @@ class InnerSolver(ABC):
     name: ClassVar[str]
     # True when the client code may run under vmap (see rabo_bench.federated.vectorised)
     vectorisable: ClassVar[bool] = True
+    steps: int
+    lr: float
+
+    def solve(self, oracles: Oracles, x_sub, y_sub, rng) -> torch.Tensor:
+        """How a client moves y on its sub-model for the inner problem behind ``oracles``:
+        ``steps`` SGD steps on g from ``y_sub`` at step ``lr`` (SPEC eq. 5), batches from
+        ``rng`` (a task's own data on a per-task problem)."""
+        batches = [oracles.objective.sample_g(rng) for _ in range(self.steps)]
+        return oracles.inner_steps(x_sub, y_sub, self.lr, batches)
 
     @abstractmethod
     def run(
@@ -42,10 +59,13 @@ class LocalSGD(InnerSolver):
         def client(view):
             x_sub, y_start = view.pack_x(x), view.pack_y(y)
             view.send_down(len(x_sub) + len(y_start))
-            batches = [view.sample_g() for _ in range(self.steps)]
-            y_end = view.oracles.inner_steps(x_sub, y_start, self.lr, batches)
+            tasks = view.objective.tasks(view.rng)
+            moved = sum(
+                y_start - self.solve(view.oracles.on(task), x_sub, y_start, view.rng)
+                for task in tasks
+            )
             view.send_up(len(y_start))
-            return {"y": (y_start - y_end) / self.lr}
+            return {"y": moved / (len(tasks) * self.lr)}
 
         return x, ctx.map_clients(client, masks, "inner", x, y)["y"].step(y, self.lr)
 

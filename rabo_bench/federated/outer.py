@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rabo_bench.federated.context import ClientMasks, RoundContext
+from rabo_bench.federated.inner import InnerSolver
 from rabo_bench.hypergrad import HypergradientEstimator
 from rabo_bench.params import Params
 
@@ -20,8 +21,16 @@ class OuterStep(ABC):
         return True
 
     @abstractmethod
-    def run(self, ctx: RoundContext, x: Params, y: Params, masks: list[ClientMasks]) -> Params:
-        """The new global x, given the broadcast inner iterate y = y^{q+1}."""
+    def run(
+        self,
+        ctx: RoundContext,
+        x: Params,
+        y: Params,
+        masks: list[ClientMasks],
+        inner: InnerSolver,
+    ) -> Params:
+        """The new global x, given the broadcast inner iterate y = y^{q+1}; ``inner`` is the
+        algorithm's inner solver (clients adapt y to each task with it on per-task problems)."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +38,9 @@ class LocalHypergradient(OuterStep):
     """Each client estimates grad F on its own sub-model at (x ⊙ m_x, y ⊙ m_y) with
     ``estimator`` (RABO: local Neumann, eq. 7; RAFBO: coordinate finite differences, eq. 10);
     the server applies x_j <- x_j - lr * mean_{i in C_j} h_{i,j} (eq. 8), leaving uncovered
-    coordinates unchanged. Messages per client: down y_sub (the broadcast y^{q+1}), up h_i."""
+    coordinates unchanged. Messages per client: down y_sub (the broadcast y^{q+1}), up h_i.
+    Per-task problems: h_i is the mean over the client's tasks of the estimate at the task's
+    inner solution, adapted from y^{q+1} ⊙ m_y by ``inner.solve`` on the task's lower data."""
 
     name: ClassVar[str] = "local_hypergradient"
     estimator: HypergradientEstimator
@@ -39,13 +50,20 @@ class LocalHypergradient(OuterStep):
     def vectorisable(self) -> bool:
         return self.estimator.vectorisable
 
-    def run(self, ctx, x, y, masks) -> Params:
+    def run(self, ctx, x, y, masks, inner) -> Params:
+        adapt = ctx.problem.per_task_inner
+
         def client(view):
             x_sub, y_sub = view.pack_x(x), view.pack_y(y)
             view.send_down(len(y_sub))
-            h = self.estimator(view.oracles, x_sub, y_sub, view.rng)
+            tasks = view.objective.tasks(view.rng)
+            total = 0
+            for task in tasks:
+                oracles = view.oracles.on(task)
+                y_task = inner.solve(oracles, x_sub, y_sub, view.rng) if adapt else y_sub
+                total = total + self.estimator(oracles, x_sub, y_task, view.rng)
             view.send_up(len(x_sub))
-            return {"x": h}
+            return {"x": total / len(tasks)}
 
         return ctx.map_clients(client, masks, "outer", x, y)["x"].step(x, self.lr)
 
@@ -56,5 +74,5 @@ class NoOuterStep(OuterStep):
 
     name: ClassVar[str] = "none"
 
-    def run(self, ctx, x, y, masks) -> Params:
+    def run(self, ctx, x, y, masks, inner) -> Params:
         return x

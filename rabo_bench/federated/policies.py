@@ -129,6 +129,109 @@ class ChannelImportance(MaskPolicy):
         return per_capacity(capacities, lambda r: layer_masks(layers, x, y, r, choose, sides))
 
 
+def layer_colours(layers: ChannelLayers) -> list[int]:
+    """A colour per channel layer such that two layers that index the same parameter (a conv
+    weight's output and input channels, a shortcut's two ends) differ: greedy colouring of the
+    coupling graph in layer order."""
+    owners: dict[tuple[str, str], list[int]] = {}
+    for index, layer in enumerate(layers.layers):
+        for side, name, _ in layer.members:
+            owners.setdefault((side, name), []).append(index)
+    neighbours: list[set[int]] = [set() for _ in layers.layers]
+    for indices in owners.values():
+        for a in indices:
+            neighbours[a].update(b for b in indices if b != a)
+    colours: list[int] = []
+    for index in range(len(layers.layers)):
+        taken = {colours[b] for b in neighbours[index] if b < index}
+        colours.append(min(set(range(len(taken) + 1)) - taken))
+    return colours
+
+
+def segment_of(rank: int, round: int, colour: int, segments: int) -> int:
+    """The segment that the ``rank``-th client of a capacity trains in a layer of ``colour``:
+    (rank + round + sum_t d_t(rank // n) * c_t) mod n with n = ``segments`` and d_t, c_t the
+    base-n digits of rank // n and of the colour. Clients of one capacity take the n segments
+    in turn (rank + round), and the digit term shifts coupled layers (different colours)
+    against each other across groups of n clients, so that every pair of segments of two
+    coupled layers (every block of a conv weight) has a client once there are enough clients
+    (for n = 2 and at most 4 colours: 8)."""
+    if segments == 1:
+        return 0
+    group, shift = rank // segments, 0
+    while colour and group:
+        shift += (group % segments) * (colour % segments)
+        group, colour = group // segments, colour // segments
+    return (rank + round + shift) % segments
+
+
+@dataclass(frozen=True)
+class ImportanceSegments(MaskPolicy):
+    """RABO's and RAFBO's default rule [OURS, SPEC §2 Step 1 (revision) and §9 item 9]: order
+    the channels of every layer by l_p importance in the current global model, split that order
+    into n = ceil(C / k) contiguous segments of k = ceil(r C) channels, and let the clients of
+    equal capacity take different segments (:func:`segment_of`: the k-th client of capacity r,
+    counted in client order, trains segment (k + q) mod n in round q, shifted between coupled
+    layers so that every block of a weight that joins two layers has a client). The last
+    segment wraps around to the most important channels, so every client holds exactly k
+    channels per layer (the cost of capacity r). With enough clients of one capacity (CIFAR-LT:
+    ten at r = 1/2) every coordinate is held in every round (C* >= 1). ``mask_x=False`` keeps
+    x whole (only y is pruned on hyperparameter problems). Nested top-r
+    (:class:`ChannelImportance`) is the ablation: with several clients of one capacity below 1
+    it leaves channels that nobody holds."""
+
+    name: ClassVar[str] = "importance_segments"
+    norm: int = 2
+    mask_x: bool = True
+    mask_y: bool = True
+
+    def assign(self, x, y, capacities, round, rng, layers=None) -> list[ClientMasks]:
+        layers = layers or ChannelLayers.rows_of(x, y)
+        sides = frozenset(s for s, on in (("x", self.mask_x), ("y", self.mask_y)) if on)
+        names = [layer.name for layer in layers.layers]
+        colours = dict(zip(names, layer_colours(layers), strict=True))
+        orders = {
+            layer.name: torch.sort(layer.importance(x, y, self.norm), descending=True, stable=True)
+            .indices
+            for layer in layers.layers
+            if layer.sides & sides
+        }
+
+        def segment_masks(capacity: float, rank: int) -> ClientMasks:
+            def choose(layer: ChannelLayer, x: Params, y: Params, keep: int) -> torch.Tensor:
+                segments = math.ceil(layer.size / keep)
+                segment = segment_of(rank, round, colours[layer.name], segments)
+                return orders[layer.name][(segment * keep + torch.arange(keep)) % layer.size]
+
+            return layer_masks(layers, x, y, capacity, choose, sides)
+
+        made: dict[tuple[float, tuple[int, ...]], ClientMasks] = {}
+        ranks: dict[float, int] = {}
+        masks = []
+        for r in capacities:
+            rank = ranks[r] = ranks.get(r, -1) + 1
+            key = (r, self._segments(layers, sides, colours, r, rank, round))
+            if key not in made:
+                made[key] = segment_masks(r, rank)
+            masks.append(made[key])
+        return masks
+
+    @staticmethod
+    def _segments(layers, sides, colours, capacity, rank, round) -> tuple[int, ...]:
+        """The client's segment in every masked layer: clients with equal tuples share a mask
+        (computed once; 10,000 clients of 5 capacities need a handful of masks)."""
+        return tuple(
+            segment_of(
+                rank,
+                round,
+                colours[layer.name],
+                math.ceil(layer.size / kept_rows(capacity, layer.size)),
+            )
+            for layer in layers.layers
+            if layer.sides & sides
+        )
+
+
 @dataclass(frozen=True)
 class FixedSegments(MaskPolicy):
     """The C_x* experiment (SPEC §7.1 Fig. 4 right, [OURS] §9 item 15): the channels of every

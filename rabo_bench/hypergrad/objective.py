@@ -90,6 +90,19 @@ class LocalObjective:
 
         return self._mean_loss(loss, x_sub, y_sub, batch)
 
+    def tasks(self, rng: torch.Generator) -> list[LocalObjective]:
+        """The objectives whose inner problems a client solves: itself (one global inner
+        problem, eq. 1), or, for a problem with ``per_task_inner``, one objective per task of
+        the client's meta-batch, pinned to that task's data (``rng`` draws the tasks)."""
+        if not self.problem.per_task_inner:
+            return [self]
+        if self.client is None:
+            raise ValueError("per-task inner problems belong to one client, not the average")
+        return [
+            PinnedTask(self, lower, upper)
+            for lower, upper in self.problem.sample_tasks(self.client, rng)
+        ]
+
     def sample_task(self, rng: torch.Generator) -> tuple[Batch, ...]:
         return tuple(self.problem.sample_task_batch(i, rng) for i in self._clients())
 
@@ -98,3 +111,22 @@ class LocalObjective:
 
     def sample_g(self, rng: torch.Generator) -> tuple[Batch, ...]:
         return tuple(self.problem.sample_lower_batch(i, rng) for i in self._clients())
+
+
+class PinnedTask(LocalObjective):
+    """One task of a client's meta-batch: the client's objective whose lower batches are always
+    the task's lower data and whose upper batches are its upper data (the inner problem
+    y_t*(x) = argmin_y g(x, y; lower), and f on the same task's upper data)."""
+
+    def __init__(self, parent: LocalObjective, lower: Batch, upper: Batch) -> None:
+        vars(self).update(vars(parent))
+        self._lower, self._upper = lower, upper
+
+    def tasks(self, rng: torch.Generator) -> list[LocalObjective]:
+        return [self]
+
+    def sample_f(self, rng: torch.Generator) -> tuple[Batch, ...]:
+        return (self._upper,)
+
+    def sample_g(self, rng: torch.Generator) -> tuple[Batch, ...]:
+        return (self._lower,)

@@ -71,6 +71,11 @@ class Oracles:
         self.objective = objective
         self.counter = counter if counter is not None else OracleCounter()
 
+    def on(self, objective: LocalObjective) -> Oracles:
+        """The same kind of oracles on another objective (a task of this client's), counted in
+        this counter."""
+        return self if objective is self.objective else type(self)(objective, self.counter)
+
     def grad_y_g_uncounted(self, x: torch.Tensor, y: torch.Tensor, batch: Batch) -> torch.Tensor:
         """grad_y g, for use inside functions that are differentiated again (caller counts)."""
         return grad(self.objective.g, argnums=1)(x, y, batch)

@@ -57,6 +57,13 @@ class BilevelProblem(ABC):
     # True when the losses accept a client index tensor (data picked with ``client_row``, all
     # clients' batches of one shape), so the vectorised engine may run clients under vmap.
     vectorisable: bool = False
+    # True when ``evaluate`` reports "accuracy": then the runner also evaluates the clients'
+    # own sub-models (rabo_bench.metrics.trained)
+    reports_accuracy: bool = False
+    # True when the lower problem is solved per task (a few-shot episode): each task has its
+    # own inner solution y_t*(x) = argmin_y g(x, y; task's lower data), warm-started from the
+    # shared y, and f is evaluated on the same task's upper data (see ``sample_tasks``)
+    per_task_inner: bool = False
 
     def channel_layers(self, x: Params, y: Params) -> ChannelLayers:
         """Which tensor dimensions share a channel (see :mod:`rabo_bench.submodel.channels`);
@@ -86,6 +93,13 @@ class BilevelProblem(ABC):
     def sample_task_batch(self, client: int, rng: torch.Generator) -> Batch:
         """A minibatch for :meth:`task_loss`: by default an (upper, lower) pair."""
         return self.sample_upper_batch(client, rng), self.sample_lower_batch(client, rng)
+
+    def sample_tasks(self, client: int, rng: torch.Generator) -> list[tuple[Batch, Batch]]:
+        """Problems with ``per_task_inner``: a meta-batch of tasks of client ``client``, each a
+        (lower batch, upper batch) pair drawn from one task (e.g. an episode's support and
+        query sets). A client's hypergradient is the mean over these tasks of the hypergradient
+        of f(x, y_t*(x); upper) with y_t* solved on the lower batch."""
+        raise NotImplementedError(f"{type(self).__name__} has no per-task inner problems")
 
     def task_loss(self, client: int, x: Params, y: Params, batch: Batch) -> torch.Tensor:
         """The single-level loss that sub-model baselines train (x, y) on jointly (SPEC §6, §9

@@ -1,27 +1,38 @@
 """Omniglot hyper-representation learning (SPEC §7.1): x = backbone, y = linear head.
 
-Reading [OURS, SPEC §9 item 12, documented in README "Omniglot"]: the inner variable is ONE
-global linear head over the C = 964 background characters (global class labels), so that the
-server's aggregate y is meaningful and eq. (1) holds literally:
+Two readings of the inner variable (``reading``; README "Omniglot" explains them):
 
-    g_i(x, y) = E_episode CE(head_y(phi_x(support)), global labels) + reg/2 ||y||^2,
-    f_i(x, y) = E_episode CE(head_y(phi_x(query)),   global labels),
+* ``episode`` (default, SPEC §9 item 12): y is an N-way linear head and every episode is its own
+  inner problem, warm-started from the client's masked aggregated y (``per_task_inner``):
 
-over N-way K-shot episodes drawn from client i's shard of characters (K support and 20 - K
-query drawings per character, SPEC §7.1): g is the support loss, f the query loss, and the
-hypergradient teaches the backbone features on which a head fitted to support sets
-generalises to query sets. A per-episode head with shuffled labels has no global meaning (its
-expected optimum is the symmetric head, where F is constant), which is why we do not use it.
+      y_e*(x) = argmin_y g(x, y; e) = CE(head_y(phi_x(support_e)), episode labels) + reg/2 ||y||^2,
+      F_i(x)  = E_e f(x, y_e*(x); e) = E_e CE(head_y_e*(phi_x(query_e)), episode labels),
 
-Evaluation (all methods alike): fix the backbone x; for each test episode from the 20
-evaluation alphabets fit a fresh N-way head (novel classes have no row in y) by L2-regularised
-multinomial logistic regression (weight ``reg``) on the unit-normalised support features,
-``eval_steps`` gradient steps from zero; report query accuracy over ``test_tasks`` episodes with
-a 95% CI (``curve_tasks`` at intermediate evaluation points). The test episodes are fixed by
-``seed``, so every method and round sees the same ones.
+  the hyper-representation problem (Franceschi et al. 2018; PZOBO's Omniglot): x is learned so
+  that a head fitted to a support set does well on the same episode's query set. A client
+  draws ``tasks_per_batch`` episodes of its characters per estimate (the paper's meta-batch
+  16) and averages over them. The single-level sub-model baselines train the backbone with the
+  episodic prototypical loss [OURS]: a shared N-way head under per-episode label orders has no
+  single-level meaning (its expected optimum is the symmetric head, where the backbone gets no
+  gradient), and ProtoNet is the paper's single-level episodic learner (SPEC §6, option "labels
+  remapped per episode").
+* ``global`` (ablation, the reading of the committed runs before issue 14): ONE linear head
+  over the C = 964 background characters with global labels, g = support CE + reg/2 ||y||^2,
+  f = query CE of *other* episodes; single-level baselines train backbone and head jointly on
+  support and query with global labels. Measured (issue 14): barely above joint training.
 
-Networks are width-parametric and use per-channel (instance) normalisation, so the losses run
-on the physically narrow sub-model (``physical_submodels``).
+Episodes: N-way K-shot from client i's shard of characters (K support and 20 - K query drawings
+per character, SPEC §7.1).
+
+Evaluation (all methods and readings alike): fix the backbone x; for each test episode from the
+20 evaluation alphabets fit a fresh N-way head by L2-regularised multinomial logistic
+regression (weight ``reg``) on the unit-normalised support features, ``eval_steps`` gradient
+steps from zero; report query accuracy over ``test_tasks`` episodes with a 95% CI
+(``curve_tasks`` at intermediate evaluation points). The test episodes are fixed by ``seed``,
+so every method and round sees the same ones.
+
+Networks are width-parametric with batch-statistics normalisation, so the losses run on the
+physically narrow sub-model (``physical_submodels``).
 """
 
 from __future__ import annotations
@@ -51,6 +62,7 @@ from rabo_bench.problems.base import BilevelProblem
 from rabo_bench.submodel.channels import ChannelLayers
 
 BACKBONES = ("conv4", "resnet12")
+READINGS = ("episode", "global")
 
 
 @dataclass(frozen=True)
@@ -69,10 +81,13 @@ class FewShotConfig:
     curve_tasks: int = 100  # test episodes at intermediate evaluation points
     eval_steps: int = 100
     seed: int = 0  # the character shards and the test episodes
+    reading: str = "episode"  # episode (per-episode inner problems) | global (ablation)
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone = {self.backbone!r} must be one of {list(BACKBONES)}")
+        if self.reading not in READINGS:
+            raise ValueError(f"reading = {self.reading!r} must be one of {list(READINGS)}")
         if self.image_size not in (28, 105):
             raise ValueError(f"image_size = {self.image_size} must be 28 or 105")
         if not 1 <= self.shots < 20:
@@ -91,14 +106,17 @@ class FewShotConfig:
 
 
 class FewShotProblem(BilevelProblem):
-    """x = backbone parameters, y = {"head.weight": [C, d], "head.bias": [C]}."""
+    """x = backbone parameters, y = {"head.weight": [C, d], "head.bias": [C]} with C = ways
+    (``episode`` reading) or the 964 background characters (``global``)."""
 
     dtype = torch.float32
     physical_submodels = True
+    reports_accuracy = True
 
     def __init__(self, config: FewShotConfig) -> None:
         self.config = config
         self.num_clients = config.num_clients
+        self.per_task_inner = config.reading == "episode"
         data = load_omniglot(config.image_size)
         self._train = torch.from_numpy(data.split(background=True).images)
         self._test = torch.from_numpy(data.split(background=False).images)
@@ -115,7 +133,8 @@ class FewShotProblem(BilevelProblem):
     # -- parameters and structure ---------------------------------------------------------
     def init_params(self, rng: torch.Generator) -> tuple[Params, Params]:
         x = init(self.config.net, rng, self.dtype)
-        return x, init_head(self.config.net, self._train.shape[0], rng, self.dtype, "head")
+        classes = self.config.ways if self.per_task_inner else self._train.shape[0]
+        return x, init_head(self.config.net, classes, rng, self.dtype, "head")
 
     def channel_layers(self, x: Params, y: Params) -> ChannelLayers:
         readers = (("y", "head.weight", 1),)
@@ -129,21 +148,33 @@ class FewShotProblem(BilevelProblem):
             for _ in range(c.tasks_per_batch)
         ]
 
-    def sample_lower_batch(self, client, rng):
-        """Support images with global labels of ``tasks_per_batch`` fresh episodes."""
-        eps = self._episodes(client, rng)
+    def _labels(self, episode: Episode, part: str) -> torch.Tensor:
+        """The labels of ``part`` ("support" or "query"): episode labels 0..N-1, or the global
+        character indices in the ``global`` reading."""
+        labels = getattr(episode, f"{part}_labels")
+        return labels if self.per_task_inner else episode.classes[labels]
+
+    def _batch(self, episodes: list[Episode], part: str) -> tuple[torch.Tensor, torch.Tensor]:
         return (
-            torch.cat([e.support for e in eps]),
-            torch.cat([e.classes[e.support_labels] for e in eps]),
+            torch.cat([getattr(e, part) for e in episodes]),
+            torch.cat([self._labels(e, part) for e in episodes]),
         )
 
+    def sample_tasks(self, client, rng):
+        """``tasks_per_batch`` fresh episodes, each (support batch, query batch)."""
+        return [
+            ((e.support, e.support_labels), (e.query, e.query_labels))
+            for e in self._episodes(client, rng)
+        ]
+
+    def sample_lower_batch(self, client, rng):
+        """Support images and labels of ``tasks_per_batch`` fresh episodes."""
+        return self._batch(self._episodes(client, rng), "support")
+
     def sample_upper_batch(self, client, rng):
-        """Query images with global labels of ``tasks_per_batch`` fresh episodes."""
-        eps = self._episodes(client, rng)
-        return (
-            torch.cat([e.query for e in eps]),
-            torch.cat([e.classes[e.query_labels] for e in eps]),
-        )
+        """Query images and labels of ``tasks_per_batch`` fresh episodes (other episodes than
+        the lower batch's: only the ``global`` reading samples them apart)."""
+        return self._batch(self._episodes(client, rng), "query")
 
     def sample_task_batch(self, client, rng):
         """Whole episodes (support and query) for the single-level methods."""
@@ -165,12 +196,14 @@ class FewShotProblem(BilevelProblem):
         return F.cross_entropy(self._logits(x, y, images), labels)
 
     def task_loss(self, client, x, y, batch):
-        """Joint training on support and query with global labels (SPEC §6, §9 item 11)."""
-        images = torch.cat([torch.cat([e.support, e.query]) for e in batch])
-        labels = torch.cat(
-            [e.classes[torch.cat([e.support_labels, e.query_labels])] for e in batch]
-        )
-        return self.lower_loss(client, x, y, (images, labels))
+        """The sub-model baselines' single-level loss (SPEC §6, §9 item 11): in the ``episode``
+        reading the prototypical loss (module docstring), in the ``global`` reading joint
+        training of backbone and head on support and query with global labels."""
+        if self.per_task_inner:
+            return self.single_level_loss("protonet", client, x, y, batch)
+        support, query = self._batch(batch, "support"), self._batch(batch, "query")
+        images = torch.cat([support[0], query[0]])
+        return self.lower_loss(client, x, y, (images, torch.cat([support[1], query[1]])))
 
     def single_level_loss(self, kind, client, x, y, batch):
         if kind == "protonet":
@@ -193,8 +226,8 @@ class FewShotProblem(BilevelProblem):
         the support loss from (x, y), then the query loss at the adapted point, attached to
         (x, y) straight-through so its gradient w.r.t. (x, y) is the query gradient there."""
         c = self.config
-        support = (episode.support, episode.classes[episode.support_labels])
-        query = (episode.query, episode.classes[episode.query_labels])
+        support = (episode.support, self._labels(episode, "support"))
+        query = (episode.query, self._labels(episode, "query"))
         names = [("x", n) for n in x] + [("y", n) for n in y]
         params = [t.detach().requires_grad_(True) for t in (*x.values(), *y.values())]
         for _ in range(c.maml_steps):

@@ -83,6 +83,7 @@ class LossTuningProblem(BilevelProblem):
 
     dtype = torch.float32
     physical_submodels = True
+    reports_accuracy = True
 
     def __init__(self, config: LossTuningConfig) -> None:
         self.config = config

@@ -1,6 +1,9 @@
 """The long-tail CIFAR-10 report (SPEC §7.2, Fig. 6) from saved results: accuracy against the
-round with FedMBO and FedAvg-without-tuning as reference lines, head/tail and per-class
-accuracy, the final table with costs relative to FedMBO, and the learned VS-loss parameters."""
+round, the counted FLOPs and the bytes communicated (:mod:`rabo_bench.report.curves`; FedMBO
+and FedAvg-without-tuning, the full-model references, are dashed curves there rather than Fig.
+6's horizontal lines at their final level, which have no place on a budget axis), head/tail and
+per-class accuracy, the final table with the clients' sub-model accuracy, the share of the
+network never trained and costs relative to FedMBO, and the learned VS-loss parameters."""
 
 from __future__ import annotations
 
@@ -15,11 +18,12 @@ import pandas as pd
 
 from rabo_bench.algorithms import display_name
 from rabo_bench.report.costs import relative_costs
-from rabo_bench.report.omniglot import accuracy_table
+from rabo_bench.report.curves import write_budget_curves
+from rabo_bench.report.omniglot import accuracy_table, mean_ci_cell
 from rabo_bench.report.paper import CIFAR_COST, CIFAR_GAIN, mean_gain
 from rabo_bench.report.runs import describe, final_rows, save_figure
 
-REFERENCE_LINES = ("fedmbo", "fedavg")  # full-model references (Fig. 6 dashed lines)
+TITLE = "Long-tail CIFAR-10 (ratio 100), clients at width 1/2"
 JPEG_NOTE = (
     "Our CIFAR-10 is decoded from a quality-75 JPEG copy (data/PROVENANCE.md), not the "
     "original PNGs."
@@ -34,26 +38,19 @@ def _details(finals: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_curves(results: pd.DataFrame, finals: pd.DataFrame, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for algorithm, group in results.groupby("algorithm", sort=False):
-        if algorithm in REFERENCE_LINES:
-            level = 100 * finals[finals["algorithm"] == algorithm]["accuracy"].mean()
-            ax.axhline(
-                level,
-                ls="--",
-                color="black" if algorithm == "fedmbo" else "brown",
-                label=f"{display_name(algorithm)} (full, final)",
-            )
-            continue
-        curve = group.groupby("round")["accuracy"].mean()
-        ax.plot(curve.index, 100 * curve.values, label=display_name(algorithm))
-    ax.set_xlabel("global round q")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Long-tail CIFAR-10 (ratio 100), clients at width 1/2")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    save_figure(fig, path)
+def plot_curves(folder: Path, results: pd.DataFrame) -> list[Path]:
+    """Test accuracy against the round, the counted FLOPs and the bytes communicated:
+    ``curves.png``, ``curves_flops.png``, ``curves_bytes.png`` and their PDFs."""
+    return write_budget_curves(folder, results, TITLE)
+
+
+def untrained_cell(finals: pd.DataFrame, algorithm: str) -> str:
+    """Mean over the seeds of the final share of the network no client ever trained, in %
+    ("-" where the results predate the column)."""
+    if "untrained_fraction" not in finals:
+        return "-"
+    values = finals.loc[finals["algorithm"] == algorithm, "untrained_fraction"].dropna()
+    return f"{100 * values.mean():.1f}%" if len(values) else "-"
 
 
 def plot_per_class(details: pd.DataFrame, path: Path) -> None:
@@ -81,9 +78,14 @@ def write_cifar_report(folder: Path, results: pd.DataFrame) -> list[Path]:
         f"Our runs: {describe(folder, results)}. {JPEG_NOTE} A reduced preset is not the "
         "paper's setting (ResNet18, 500+ rounds).",
         "",
-        "| method | accuracy (%) | head classes 0-4 | tail classes 5-9 | communication "
-        "| param-weighted compute | FLOP-weighted compute |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "'sub-models': mean accuracy of the clients' own sub-models (95% CI over the seeds for "
+        "several); 'untrained': share of the network's parameters no client has trained since "
+        "round 0. Both at the last round, means over the seeds; '-' where the results predate "
+        "them.",
+        "",
+        "| method | accuracy (%) | sub-models (%) | untrained | head classes 0-4 "
+        "| tail classes 5-9 | communication | param-weighted compute | FLOP-weighted compute |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in table.itertuples():
         d = details[details["algorithm"] == r.algorithm]
@@ -96,6 +98,8 @@ def write_cifar_report(folder: Path, results: pd.DataFrame) -> list[Path]:
             )
         lines.append(
             f"| {display_name(r.algorithm)} | {r.accuracy:.2f} ± {r.ci95:.2f} "
+            f"| {mean_ci_cell(r.submodel, r.submodel_ci95)} "
+            f"| {untrained_cell(finals, r.algorithm)} "
             f"| {100 * d['head'].mean():.2f} | {100 * d['tail'].mean():.2f} | {cost} |"
         )
     ours = {r.algorithm: {"all": r.accuracy} for r in table.itertuples()}
@@ -128,8 +132,7 @@ def write_cifar_report(folder: Path, results: pd.DataFrame) -> list[Path]:
             delta = ", ".join(f"{v:.3f}" for v in d["delta"].iloc[0])
             iota = ", ".join(f"{v:+.3f}" for v in d["iota"].iloc[0])
             lines.append(f"| {display_name(method)} | {delta} | {iota} |")
-    written = [folder / "table.md", folder / "curves.png", folder / "per_class.png"]
+    written = [folder / "table.md", folder / "per_class.png"]
     written[0].write_text("\n".join(lines) + "\n")
-    plot_curves(results, finals, written[1])
-    plot_per_class(details, written[2])
-    return written
+    plot_per_class(details, written[1])
+    return [*written, *plot_curves(folder, results)]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+PAPER_METHODS = ("rabo", "rafbo")  # their curves are solid, the baselines' dashed
+
 
 def read_table(path: Path) -> pd.DataFrame:
     """A results CSV: empty cells and the "nan" a diverged run writes are missing values (and
@@ -60,13 +62,30 @@ def describe(folder: Path, results: pd.DataFrame) -> str:
     return f"{len(configs)} runs; rounds {rounds}; seeds {seeds}; problem: {text}"
 
 
-def save_figure(fig, path: Path) -> None:
-    """Lay out, write at 120 dpi and close a matplotlib figure."""
+def save_figure(fig, path: Path, pdf: bool = False) -> None:
+    """Lay out, write at 120 dpi and close a matplotlib figure; ``pdf``: also as a PDF beside
+    it (same name, suffix .pdf)."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    if pdf:
+        fig.savefig(path.with_suffix(".pdf"))
     plt.close(fig)
+
+
+def algorithm_colours() -> dict[str, tuple[float, ...]]:
+    """One colour per registered algorithm, the same in every figure of every report: the
+    qualitative colormap tab10 (tab20 beyond ten algorithms) in a fixed order of
+    ``rabo_bench.algorithms.available()``: the paper's methods first (blue, orange), then the
+    others by name."""
+    import matplotlib
+
+    from rabo_bench.algorithms import available
+
+    names = sorted(available(), key=lambda name: (name not in PAPER_METHODS, name))
+    cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {name: cmap(k % cmap.N) for k, name in enumerate(names)}
 
 
 def setting_panels(settings: list[str]):
@@ -81,13 +100,21 @@ def setting_panels(settings: list[str]):
     return fig, list(axes.flat)[: len(settings)]
 
 
-def save_panels(fig, panels: list, settings: list[str], ylabel: str, path: Path) -> None:
-    """Title each panel by its setting (``ylabel`` without settings), label the round axis,
-    put the legend in the first panel and save (see :func:`save_figure`)."""
+def save_panels(
+    fig,
+    panels: list,
+    settings: list[str],
+    ylabel: str,
+    path: Path,
+    xlabel: str = "global round q",
+    pdf: bool = False,
+) -> None:
+    """Title each panel by its setting (``ylabel`` without settings), label the axes, put the
+    legend in the first panel and save (see :func:`save_figure`)."""
     for ax, setting in zip(panels, settings, strict=True):
         ax.set_title(setting or ylabel)
-        ax.set_xlabel("global round q")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     panels[0].legend(fontsize=7)
-    save_figure(fig, path)
+    save_figure(fig, path, pdf)

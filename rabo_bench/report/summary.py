@@ -7,7 +7,9 @@ One line per algorithm (means over seeds; C_x*, C_y* are minima over seeds):
     (1/Q) sum_{q<Q} ||grad F(x^q)||^2);
   * communication (params up + down) and computation (oracle calls) at round Q, each as the
     ratio algorithm / fedmbo for the same seed ("n/a" without fedmbo);
+  * sub-model accuracy = the mean accuracy of the clients' own sub-models at round Q;
   * C_x*, C_y* = min over rounds of min_j |C_j^q| (Def. 3); wall time excludes evaluation;
+    a C* of 0 (some coordinate trained by no client in some round) is flagged under the table;
   * diverged = how many of its runs stopped on a NaN/Inf (``status`` "diverged"; 0 for results
     written before that column existed); their final values are at the round they stopped.
 """
@@ -30,6 +32,7 @@ HEADERS = (
     "diverged",
     "rounds",
     "final accuracy",
+    "sub-model accuracy",
     "final ||grad F||^2",
     "avg ||grad F||^2",
     "final ||y - y*||",
@@ -53,6 +56,7 @@ def _per_run(results: pd.DataFrame) -> pd.DataFrame:
                 "setting": last["setting"],
                 "algorithm": last["algorithm"],
                 "accuracy": last["accuracy"],
+                "submodel_accuracy": last.get("submodel_accuracy", math.nan),
                 "seed": last["seed"],
                 "rounds": last["round"],
                 "final_grad": last["grad_norm_sq"],
@@ -93,6 +97,7 @@ def summary_rows(results: pd.DataFrame) -> list[list[str]]:
                 str(int(group["diverged"].sum())),
                 "/".join(str(int(q)) for q in rounds),
                 _number(100 * group["accuracy"].mean(), ".2f"),
+                _number(100 * group["submodel_accuracy"].mean(), ".2f"),
                 _number(group["final_grad"].mean(), ".4g"),
                 _number(group["avg_grad"].mean(), ".4g"),
                 _number(group["final_inner"].mean(), ".4g"),
@@ -125,6 +130,19 @@ def to_markdown(rows: list[list[str]]) -> str:
     return "\n".join([line(HEADERS), rule, *(line(r) for r in rows)])
 
 
+def uncovered_note(results: pd.DataFrame) -> str:
+    """A line naming the algorithms with C_x* or C_y* = 0 (the theory needs C* >= 1), or ""."""
+    runs = _per_run(results)
+    bad = runs[(runs["cx"] == 0) | (runs["cy"] == 0)]
+    if bad.empty:
+        return ""
+    names = ", ".join(dict.fromkeys(display_name(str(a)) for a in bad["algorithm"]))
+    return (
+        f"Warning: {len(bad)} of {len(runs)} runs ({names}) left some coordinate untrained by "
+        "every client in some round (C* = 0; the theory assumes C_x*, C_y* >= 1)."
+    )
+
+
 def caption(results: pd.DataFrame) -> str:
     suites = ", ".join(sorted(set(results["suite"].astype(str))))
     seeds = sorted(set(results["seed"]))
@@ -146,8 +164,10 @@ def write_summary(results_csv: Path) -> tuple[str, Path]:
         markdown = text
     else:
         rows = summary_rows(results)
-        text = f"{to_text(rows)}\n\n{caption(results)}"
-        markdown = f"# Summary\n\n{caption(results)}\n\n{to_markdown(rows)}"
+        note = uncovered_note(results)
+        note = f"\n\n{note}" if note else ""
+        text = f"{to_text(rows)}\n\n{caption(results)}{note}"
+        markdown = f"# Summary\n\n{caption(results)}\n\n{to_markdown(rows)}{note}"
     path = results_csv.parent / "summary.md"
     path.write_text(markdown + "\n")
     return text, path

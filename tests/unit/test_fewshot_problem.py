@@ -35,7 +35,8 @@ from rabo_bench.models.networks import forward
 from rabo_bench.problems.fewshot import FewShotConfig, FewShotProblem
 from tests.submodels import physical_and_embedded
 
-CONFIG = FewShotConfig(width=4, test_tasks=6, curve_tasks=3, eval_steps=5)
+CONFIG = FewShotConfig(width=4, test_tasks=6, curve_tasks=3, eval_steps=5)  # episode reading
+GLOBAL = replace(CONFIG, reading="global")  # the ablation: one head over 964 characters
 LOSS_TOL = {"rtol": 1e-5, "atol": 1e-6}
 GRAD_TOL = {"rtol": 1e-4, "atol": 1e-6}
 
@@ -43,6 +44,11 @@ GRAD_TOL = {"rtol": 1e-4, "atol": 1e-6}
 @pytest.fixture(scope="module")
 def problem(root) -> FewShotProblem:
     return FewShotProblem(CONFIG)
+
+
+@pytest.fixture(scope="module")
+def global_problem(root) -> FewShotProblem:
+    return FewShotProblem(GLOBAL)
 
 
 def gen(seed: int) -> torch.Generator:
@@ -76,14 +82,16 @@ def leaves(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 # -- structure ----------------------------------------------------------------------------
-def test_channel_layers_couple_the_features_to_the_head_columns(problem):
+@pytest.mark.parametrize(("reading", "classes"), [("episode", 5), ("global", 964)])
+def test_channel_layers_couple_the_features_to_the_head_columns(reading, classes, root):
+    problem = FewShotProblem(replace(CONFIG, reading=reading))
     x, y = problem.init_params(gen(0))
     layers = problem.channel_layers(x, y).layers
     assert [layer.size for layer in layers] == [4, 4, 4, 4]
     last = layers[-1]
     assert ("y", "head.weight", 1) in last.members
     assert all(side == "x" for layer in layers[:-1] for side, _, _ in layer.members)
-    assert y["head.weight"].shape == (964, 4) and y["head.bias"].shape == (964,)
+    assert y["head.weight"].shape == (classes, 4) and y["head.bias"].shape == (classes,)
     # every backbone parameter's output dim is claimed; the head's class rows are not
     claimed = {(side, name, dim) for layer in layers for side, name, dim in layer.members}
     assert {("x", name, 0) for name in x} <= claimed
@@ -139,7 +147,10 @@ def is_drawing_of(problem: FewShotProblem, image: torch.Tensor, character: int) 
 
 
 @pytest.mark.parametrize("client", [0, 7])
-def test_lower_batch_is_support_and_upper_batch_is_query_of_the_clients_characters(problem, client):
+def test_lower_batch_is_support_and_upper_batch_is_query_of_the_clients_characters(
+    global_problem, client
+):
+    problem = global_problem
     ways, shots = CONFIG.ways, CONFIG.shots
     shard = set(problem.shards[client].tolist())
     lower_images, lower_labels = problem.sample_lower_batch(client, gen(3))
@@ -157,6 +168,19 @@ def test_lower_batch_is_support_and_upper_batch_is_query_of_the_clients_characte
     assert torch.equal(lower_labels, episode.classes[episode.support_labels])
     assert torch.equal(upper_images, episode.query)
     assert torch.equal(upper_labels, episode.classes[episode.query_labels])
+
+
+def test_episode_reading_tasks_are_support_and_query_of_one_episode_with_episode_labels(problem):
+    tasks = problem.sample_tasks(4, gen(3))
+    assert len(tasks) == CONFIG.tasks_per_batch
+    (support, support_labels), (query, query_labels) = tasks[0]
+    episode = sample_episode(
+        problem._train, problem.shards[4], CONFIG.ways, CONFIG.shots, 20 - CONFIG.shots, gen(3)
+    )
+    assert torch.equal(support, episode.support) and torch.equal(query, episode.query)
+    assert torch.equal(support_labels, episode.support_labels)  # 0..N-1, not characters
+    assert torch.equal(query_labels, episode.query_labels)
+    assert problem.per_task_inner
 
 
 # -- evaluation ---------------------------------------------------------------------------
@@ -189,7 +213,8 @@ def test_protonet_loss_equals_a_hand_computation(problem):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_task_loss_is_the_support_plus_query_loss_with_global_labels(problem):
+def test_task_loss_is_the_support_plus_query_loss_with_global_labels(global_problem):
+    problem = global_problem
     x, y = random_params(problem)
     episodes = problem.sample_task_batch(1, gen(6))
     e = episodes[0]
@@ -199,9 +224,16 @@ def test_task_loss_is_the_support_plus_query_loss_with_global_labels(problem):
     torch.testing.assert_close(problem.single_level_loss("task", 1, x, y, episodes), expected)
 
 
+def test_task_loss_in_the_episode_reading_is_the_prototypical_loss(problem):
+    x, y = random_params(problem)
+    episodes = problem.sample_task_batch(1, gen(6))
+    expected = problem.single_level_loss("protonet", 1, x, y, episodes)
+    assert torch.equal(problem.single_level_loss("task", 1, x, y, episodes), expected)
+
+
 def test_maml_with_no_adaptation_is_the_query_loss_and_its_gradient(problem):
-    zero = FewShotProblem(replace(CONFIG, maml_steps=0))
-    x0, y0 = random_params(problem)
+    zero = FewShotProblem(replace(GLOBAL, maml_steps=0))
+    x0, y0 = random_params(zero)
     episodes = zero.sample_task_batch(0, gen(7))
     e = episodes[0]
     query = (e.query, e.classes[e.query_labels])
@@ -219,8 +251,8 @@ def test_maml_with_no_adaptation_is_the_query_loss_and_its_gradient(problem):
 
 
 def test_maml_with_one_step_is_the_first_order_query_gradient_at_the_adapted_point(problem):
-    one = FewShotProblem(replace(CONFIG, maml_steps=1, maml_lr=0.1))
-    x0, y0 = random_params(problem, 1)
+    one = FewShotProblem(replace(GLOBAL, maml_steps=1, maml_lr=0.1))
+    x0, y0 = random_params(one, 1)
     episodes = one.sample_task_batch(3, gen(8))
     e = episodes[0]
     support = (e.support, e.classes[e.support_labels])
@@ -259,6 +291,7 @@ def test_an_unknown_single_level_loss_is_named(problem):
         ({"ways": 1}, "ways = 1 must be >= 2"),
         ({"image_size": 32}, "image_size = 32 must be 28 or 105"),
         ({"width": 0}, "width and test_tasks must be >= 1"),
+        ({"reading": "shared"}, r"reading = 'shared' must be one of \['episode', 'global'\]"),
     ],
 )
 def test_bad_configs_are_refused(change, message):

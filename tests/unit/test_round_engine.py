@@ -36,7 +36,8 @@ def test_one_local_step_at_full_capacity_is_one_minibatch_sgd_step():
 
 def test_uncovered_coordinates_never_move():
     problem = _problem()
-    rabo = get("rabo", {"inner": {"steps": 2, "lr": 0.2}, "outer": {"lr": 0.1}})
+    nested = {"policy": {"type": "importance"}}  # the ablation: nested top-r channels
+    rabo = get("rabo", {"inner": {"steps": 2, "lr": 0.2}, "outer": {"lr": 0.1}, **nested})
     run = FederatedRun(problem, rabo, [0.5] * 10, "uncovered")
     x0, y0 = run.params
     report = run.step()
@@ -47,6 +48,17 @@ def test_uncovered_coordinates_never_move():
     assert torch.equal(x1["x"][~held_x], x0["x"][~held_x])
     assert torch.equal(y1["y"][~held_y], y0["y"][~held_y])
     assert not torch.equal(x1["x"][held_x], x0["x"][held_x])
+
+
+def test_rabo_segments_cover_every_coordinate_at_equal_capacity():
+    """RABO's default masks (importance segments): ten clients at capacity 1/2 split each
+    layer's importance order in two, five clients per half, in every round (C* = 5)."""
+    problem = _problem()
+    run = FederatedRun(problem, get("rabo"), [0.5] * 10, "segments")
+    for _ in range(3):
+        report = run.step()
+        assert report.coverage_x.minimum == 5 and report.coverage_y.minimum == 5
+        assert all(m.x.numel() == m.y.numel() == 4 for m in report.masks)  # half of d = 8
 
 
 def test_rabo_round_is_local_neumann_then_masked_average():
