@@ -13,29 +13,38 @@ from rabo_bench.report.paper import TABLE_II
 from tests.cli import run_cli
 
 
-def _run_and_report(capsys, tmp_path, suite: str):
+def _run_and_report(capsys, tmp_path, suite: str, *options: str):
     out = tmp_path / suite
-    code, _, err = run_cli(
-        capsys, "run", suite, "--preset", "smoke", "--out", str(out), "--no-mlflow", "--no-progress"
-    )
+    args = ("--preset", "smoke", "--out", str(out), "--no-mlflow", "--no-progress", *options)
+    code, _, err = run_cli(capsys, "run", suite, *args)
     assert code == 0, err
     code, stdout, err = run_cli(capsys, "report", str(out))
     assert code == 0, err
     return out, pd.read_csv(out / "results.csv", dtype={"setting": object}), stdout
 
 
-def test_omniglot_smoke_runs_every_setting_and_method_and_reports(root, capsys, tmp_path):
-    out, results, stdout = _run_and_report(capsys, tmp_path, "omniglot")
+def test_omniglot_smoke_runs_every_method_and_reports(root, capsys, tmp_path):
+    # three of the six settings (CI time): the smallest, the largest and a budget-matched one
+    settings = ("5w1s", "20w5s", "5w1s-matched")
+    out, results, stdout = _run_and_report(
+        capsys, tmp_path, "omniglot", "--settings", ",".join(settings)
+    )
     finals = results.groupby("run_id").tail(1)
-    assert len(finals) == 36
-    assert set(finals["setting"]) == {"5w1s", "5w5s", "20w1s", "20w5s"}
+    assert len(finals) == 2 * 9 + 4  # 9 methods per setting, 4 baselines budget-matched
+    assert set(finals["setting"]) == set(settings)
     assert set(finals["algorithm"]) == set(TABLE_II)
     assert finals["accuracy"].between(0, 1).all() and (finals["accuracy_ci95"] >= 0).all()
+    assert finals["submodel_accuracy"].between(0, 1).all()
+    bilevel = finals[finals["algorithm"].isin(["rabo", "rafbo"])]
+    assert (bilevel["coverage_x_min"] >= 1).all() and (bilevel["coverage_y_min"] >= 1).all()
+    assert (finals["flops"] > 0).all()
     table = (out / "table.md").read_text()
     assert "80.76" in table and "77.41" in table  # the paper's numbers beside ours
     assert "mean gain over the sub-model baselines" in table
     assert "Cost relative to FedMBO" in table
-    assert (out / "curves.png").stat().st_size > 0
+    assert "Budget-matched sub-model baselines" in table
+    for figure in ("curves", "curves_flops", "curves_bytes"):
+        assert (out / f"{figure}.png").stat().st_size > 0
     assert "table.md" in stdout
 
 
@@ -43,6 +52,10 @@ def test_cifar_lt_smoke_runs_and_reports_head_tail_and_learned_losses(root, caps
     out, results, _ = _run_and_report(capsys, tmp_path, "cifar-lt")
     finals = results.groupby("run_id").tail(1)
     assert len(finals) == 8
+    bilevel = finals[finals["algorithm"].isin(["rabo", "rafbo"])]
+    assert (bilevel["coverage_y_min"] >= 1).all()  # the segments cover every parameter
+    assert (bilevel["untrained_fraction"] == 0).all()
+    assert finals["submodel_accuracy"].between(0, 1).all()
     details = [json.loads(d) for d in finals["details"]]
     assert all(d["test_images"] == 10_000 for d in details)  # the last round: whole test set
     assert all(len(d["per_class"]) == 10 and len(d["delta"]) == 10 for d in details)

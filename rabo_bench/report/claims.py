@@ -1,0 +1,108 @@
+"""The paper's Omniglot claims, tested from saved results: paired gains over seeds.
+
+Every algorithm of one seed starts from the same (x0, y0) and sees common random numbers
+(``engine/run.py``), so a claim "A above B" is tested on the per-seed differences
+acc_A(seed) - acc_B(seed) of final test accuracy (percentage points): their mean and Student-t
+95% interval over the seeds (:func:`rabo_bench.report.seeds.ci95`). A verdict needs the
+interval to exclude 0 ("holds" / "reversed"); otherwise it is "not resolved".
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from rabo_bench.report.paper import SUBMODEL_BASELINES, paper_table_ii
+from rabo_bench.report.seeds import ci95
+
+MATCHED = "-matched"  # a setting whose single-level baselines take one local step per round
+
+
+def _per_seed(finals: pd.DataFrame, setting: str, method: str) -> pd.Series:
+    rows = finals[(finals["setting"] == setting) & (finals["algorithm"] == method)]
+    return (100 * rows.set_index("seed")["accuracy"]).astype(float)
+
+
+def paired_gain(a: pd.Series, b: pd.Series) -> tuple[float, float, int]:
+    """(mean, 95% half-width, seeds) of a - b over the seeds both have."""
+    diff = (a - b).dropna()
+    n = len(diff)
+    if n == 0:
+        return math.nan, math.nan, 0
+    return float(diff.mean()), float(ci95(diff.std(ddof=1), n)) if n > 1 else math.nan, n
+
+
+def verdict(mean: float, half: float, expect_positive: bool = True) -> str:
+    if math.isnan(half):
+        return "not resolved (one seed)"
+    low, high = mean - half, mean + half
+    if low > 0:
+        return "holds" if expect_positive else "reversed"
+    if high < 0:
+        return "reversed" if expect_positive else "holds"
+    return "not resolved (CI contains 0)"
+
+
+def _cell(mean: float, half: float, n: int) -> str:
+    return f"{mean:+.2f} ± {half:.2f} ({n} seeds)"
+
+
+def claims_table(finals: pd.DataFrame) -> list[str]:
+    """Markdown rows of the testable Table II claims for every setting the results hold."""
+    paper = paper_table_ii()
+    lines = [
+        "| claim | setting | paper (points) | ours (mean ± 95% CI over seeds) | verdict |",
+        "| --- | --- | ---: | ---: | --- |",
+    ]
+    settings = [s for s in dict.fromkeys(finals["setting"]) if not str(s).endswith(MATCHED)]
+    for s in settings:
+        rabo = _per_seed(finals, s, "rabo")
+        if rabo.empty:
+            continue
+        comparisons = [
+            (f"RABO above {b}", rabo, _per_seed(finals, s, b), "rabo", b)
+            for b in SUBMODEL_BASELINES
+        ]
+        baselines = pd.concat([_per_seed(finals, s, b) for b in SUBMODEL_BASELINES], axis=1)
+        if baselines.shape[1] == len(SUBMODEL_BASELINES):
+            comparisons.append(
+                ("RABO above the sub-model mean", rabo, baselines.mean(axis=1), "rabo", None)
+            )
+        comparisons += [
+            ("RAFBO above the sub-model mean", _per_seed(finals, s, "rafbo"),
+             baselines.mean(axis=1), "rafbo", None),
+            ("RAFBO below RABO (paper: slightly)", _per_seed(finals, s, "rafbo"), rabo, "rafbo",
+             "rabo"),
+            ("FedMBO (full) above RABO", _per_seed(finals, s, "fedmbo"), rabo, "fedmbo", "rabo"),
+            ("Dist-ProtoNet (full) above RABO", _per_seed(finals, s, "protonet"), rabo,
+             "protonet", "rabo"),
+        ]  # fmt: skip
+        matched = f"{s}{MATCHED}"
+        if matched in set(finals["setting"]):
+            mean_matched = pd.concat(
+                [_per_seed(finals, matched, b) for b in SUBMODEL_BASELINES], axis=1
+            ).mean(axis=1)
+            comparisons.append(
+                ("RABO above the sub-model mean at one local step", rabo, mean_matched, "rabo",
+                 None)
+            )  # fmt: skip
+        for name, a, b, pa, pb in comparisons:
+            if a.empty or b.dropna().empty:
+                continue
+            mean, half, n = paired_gain(a, b)
+            reported = _paper_gain(paper, s, pa, pb)
+            expect = not name.startswith("RAFBO below")
+            shown = f"{reported:+.2f}" if reported is not None else "n/a"
+            ours = _cell(mean, half, n)
+            lines.append(f"| {name} | {s} | {shown} | {ours} | {verdict(mean, half, expect)} |")
+    return lines
+
+
+def _paper_gain(paper, setting: str, a: str, b: str | None) -> float | None:
+    """The paper's gain of a over b (None: over the mean of the sub-model baselines)."""
+    if setting not in paper.get(a, {}):
+        return None
+    others = [b] if b is not None else list(SUBMODEL_BASELINES)
+    values = [paper[o][setting] for o in others if setting in paper.get(o, {})]
+    return paper[a][setting] - sum(values) / len(values) if values else None
