@@ -106,3 +106,28 @@ def _paper_gain(paper, setting: str, a: str, b: str | None) -> float | None:
     others = [b] if b is not None else list(SUBMODEL_BASELINES)
     values = [paper[o][setting] for o in others if setting in paper.get(o, {})]
     return paper[a][setting] - sum(values) / len(values) if values else None
+
+
+def plateau_table(results: pd.DataFrame) -> list[str]:
+    """Has each curve flattened? Per (setting, algorithm): the change of the mean accuracy over
+    the seeds across the last fifth of the rounds (from the first evaluated round at or after
+    0.8 Q, else the last one before Q, to Q), against the 95% CI over the seeds at Q (issue 14:
+    "flat" when within it)."""
+    lines = [
+        "| setting | method | rounds | change over the last fifth (points) | 95% CI at Q | flat? |",
+        "| --- | --- | --- | ---: | ---: | --- |",
+    ]
+    for (setting, algorithm), rows in results.groupby(["setting", "algorithm"], sort=False):
+        acc = 100 * rows.pivot_table(index="round", columns="seed", values="accuracy")
+        last = int(acc.index.max())
+        earlier = acc.index[acc.index < last]
+        late = earlier[earlier >= 0.8 * last]
+        start = int(late.min() if len(late) else earlier.max())
+        change = float((acc.loc[last] - acc.loc[start]).mean())
+        spread = acc.loc[last].dropna()
+        half = float(ci95(spread.std(ddof=1), len(spread))) if len(spread) > 1 else math.nan
+        flat = "n/a (one seed)" if math.isnan(half) else ("yes" if abs(change) <= half else "no")
+        lines.append(
+            f"| {setting} | {algorithm} | {start} -> {last} | {change:+.2f} | {half:.2f} | {flat} |"
+        )
+    return lines

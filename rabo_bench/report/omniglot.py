@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from rabo_bench.algorithms import display_name
-from rabo_bench.report.claims import MATCHED, claims_table
+from rabo_bench.report.claims import MATCHED, claims_table, plateau_table
 from rabo_bench.report.costs import relative_costs
 from rabo_bench.report.curves import write_budget_curves
 from rabo_bench.report.paper import (
@@ -213,6 +213,10 @@ def write_omniglot_report(folder: Path, results: pd.DataFrame) -> list[Path]:
             "seeds; a verdict needs the CI to exclude 0.",
             "",
             *claims_table(finals),
+            "",
+            "## Plateau: the change over the last fifth of the rounds",
+            "",
+            *plateau_table(results),
             "",
         ]
     if "fedmbo" in ours:

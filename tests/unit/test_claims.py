@@ -1,0 +1,40 @@
+"""The paired claim test and the plateau check of the Omniglot report, on hand-made results
+whose answers are known (Student-t quantiles from scipy)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from rabo_bench.report.claims import paired_gain, plateau_table, verdict
+
+
+def test_paired_gain_is_the_mean_and_t_interval_of_per_seed_differences():
+    a = pd.Series([60.0, 62.0, 64.0], index=[0, 1, 2])
+    b = pd.Series([50.0, 53.0, 53.0], index=[0, 1, 2])  # differences 10, 9, 11
+    mean, half, n = paired_gain(a, b)
+    assert (mean, n) == (10.0, 3)
+    assert half == pytest.approx(stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3))
+    assert verdict(mean, half) == "holds"
+    assert verdict(-mean, half) == "reversed"
+    assert verdict(0.5, 2.0).startswith("not resolved")
+    assert verdict(-mean, half, expect_positive=False) == "holds"
+    assert paired_gain(a[:1], b[:1])[2] == 1 and verdict(*paired_gain(a[:1], b[:1])[:2]).endswith(
+        "(one seed)"
+    )
+
+
+def test_plateau_compares_the_last_fifth_with_the_seed_interval():
+    rows = []
+    for seed, (late, last) in enumerate([(0.70, 0.71), (0.72, 0.72), (0.74, 0.73)]):
+        for q, acc in ((0, 0.4), (40, 0.6), (50, late), (60, last)):
+            rows.append({"setting": "s", "algorithm": "rabo", "seed": seed, "round": q,
+                         "accuracy": acc})  # fmt: skip
+    line = plateau_table(pd.DataFrame(rows))[-1]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[2] == "50 -> 60"  # the first evaluated round at or after 0.8 Q
+    assert float(cells[3]) == pytest.approx(0.0, abs=1e-9)  # +1, 0, -1 points: mean 0
+    assert cells[5] == "yes"
