@@ -122,9 +122,13 @@ class ChannelImportance(MaskPolicy):
     mask_x: bool = True
     mask_y: bool = True
 
+    @property
+    def sides(self) -> frozenset[str]:
+        """The sides whose channels are pruned."""
+        return frozenset(s for s, on in (("x", self.mask_x), ("y", self.mask_y)) if on)
+
     def assign(self, x, y, capacities, round, rng, layers=None) -> list[ClientMasks]:
-        layers = layers or ChannelLayers.rows_of(x, y)
-        sides = frozenset(s for s, on in (("x", self.mask_x), ("y", self.mask_y)) if on)
+        layers, sides = layers or ChannelLayers.rows_of(x, y), self.sides
         choose = largest_channels(self.norm)
         return per_capacity(capacities, lambda r: layer_masks(layers, x, y, r, choose, sides))
 
@@ -166,7 +170,7 @@ def segment_of(rank: int, round: int, colour: int, segments: int) -> int:
 
 
 @dataclass(frozen=True)
-class ImportanceSegments(MaskPolicy):
+class ImportanceSegments(ChannelImportance):
     """RABO's and RAFBO's default rule [OURS, SPEC §2 Step 1 (revision) and §9 item 9]: order
     the channels of every layer by l_p importance in the current global model, split that order
     into n = ceil(C / k) contiguous segments of k = ceil(r C) channels, and let the clients of
@@ -181,13 +185,9 @@ class ImportanceSegments(MaskPolicy):
     it leaves channels that nobody holds."""
 
     name: ClassVar[str] = "importance_segments"
-    norm: int = 2
-    mask_x: bool = True
-    mask_y: bool = True
 
     def assign(self, x, y, capacities, round, rng, layers=None) -> list[ClientMasks]:
-        layers = layers or ChannelLayers.rows_of(x, y)
-        sides = frozenset(s for s, on in (("x", self.mask_x), ("y", self.mask_y)) if on)
+        layers, sides = layers or ChannelLayers.rows_of(x, y), self.sides
         names = [layer.name for layer in layers.layers]
         colours = dict(zip(names, layer_colours(layers), strict=True))
         orders = {
