@@ -1,6 +1,14 @@
 """Algorithms as recipes of round-engine parts, behind one registry."""
 
 from rabo_bench.algorithms.recipe import Algorithm, single_level
-from rabo_bench.algorithms.registry import available, display_name, get, register
+from rabo_bench.algorithms.registry import available, display_name, get, register, registered
 
-__all__ = ["Algorithm", "available", "display_name", "get", "register", "single_level"]
+__all__ = [
+    "Algorithm",
+    "available",
+    "display_name",
+    "get",
+    "register",
+    "registered",
+    "single_level",
+]

@@ -1,4 +1,4 @@
-"""The algorithm registry: ``register``, ``get``, ``available``.
+"""The algorithm registry: ``register``, ``registered`` (for a block), ``get``, ``available``.
 
 RABO and RAFBO live in :mod:`rabo_bench.algorithms.rabo`; every module of the
 ``rabo_bench.baselines`` package (the top-level ``baselines/`` folder) is imported on first use,
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from rabo_bench.algorithms.recipe import Algorithm
@@ -23,6 +24,18 @@ def register(algorithm: Algorithm) -> Algorithm:
         raise ValueError(f"algorithm {algorithm.name!r} is already registered")
     _ALGORITHMS[algorithm.name] = algorithm
     return algorithm
+
+
+@contextmanager
+def registered(algorithm: Algorithm) -> Iterator[Algorithm]:
+    """``algorithm`` registered for the duration of a ``with`` block, then removed (tests,
+    templates and notebooks that define an algorithm outside ``baselines/``)."""
+    _load_plugins()
+    register(algorithm)
+    try:
+        yield algorithm
+    finally:
+        del _ALGORITHMS[algorithm.name]
 
 
 def _load_plugins() -> None:

@@ -1,7 +1,8 @@
 """Mid-run checkpoints: a killed long run resumes from its last saved round, not from round 0.
 
-A run's state is (x^q, y^q, q), its cost accumulator and the rows produced so far. Nothing else
-is needed: every random stream of round q is derived from a hash of (run key, round, client,
+A run's state is (x^q, y^q, q), what its parts carry between rounds (momentum, warm starts:
+``RoundContext.state``), its cost accumulator and the rows produced so far. Nothing else is
+needed: every random stream of round q is derived from a hash of (run key, round, client,
 purpose) (``rabo_bench.federated.context.derive_generator``), so there is no generator state, and
 a resumed run gives exactly the rows of an uninterrupted one (wall time aside).
 
@@ -62,6 +63,7 @@ class RunState:
     rows: list[dict[str, Any]]
     # the coordinates some client has held so far (metrics.trained.TrainedCoordinates.state)
     trained: dict[str, Any] | None = None
+    carried: dict[str, Any] | None = None  # the parts' state (FederatedRun.state)
 
 
 @dataclass
@@ -88,6 +90,7 @@ class Checkpoint:
             "y": state.y,
             "json": json.dumps({"counters": state.counters, "rows": state.rows}),
             "trained": state.trained,
+            "carried": state.carried,
         }
         with atomic_file(self.path, "wb") as handle:
             torch.save(payload, handle)
@@ -105,8 +108,15 @@ class Checkpoint:
         try:
             payload = torch.load(self.path, map_location="cpu", weights_only=True)
             text = json.loads(payload["json"])
-            trained = payload.get("trained")  # absent from older checkpoints
-            return RunState(payload["round"], payload["x"], payload["y"], **text, trained=trained)
+            # "trained" and "carried" are absent from older checkpoints
+            return RunState(
+                payload["round"],
+                payload["x"],
+                payload["y"],
+                **text,
+                trained=payload.get("trained"),
+                carried=payload.get("carried"),
+            )
         except Exception as err:  # any failure to read it means: no usable checkpoint
             aside = self.path.with_name(self.path.name + ".unreadable")
             self.path.replace(aside)

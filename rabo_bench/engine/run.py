@@ -230,6 +230,7 @@ def execute_run(
         acc.restore(saved.counters)
         if saved.trained is not None:  # checkpoints written before the column existed lack it
             trained.restore(saved.trained)
+        run.state = saved.carried or {}
         reason = None  # a checkpoint is only saved while the run is finite
     while reason is None and run.round < spec.rounds:
         start = time.perf_counter()
@@ -247,7 +248,7 @@ def execute_run(
         if on_round is not None:
             on_round(q)
         if reason is None and checkpoint is not None and q < spec.rounds and checkpoint.due(q):
-            state = RunState(q, run.x, run.y, acc.state(), rows, trained.state())
+            state = RunState(q, run.x, run.y, acc.state(), rows, trained.state(), run.state)
             checkpoint.save(state)
     if reason is None:
         status = {"status": "ok", "reason": None}

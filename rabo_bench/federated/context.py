@@ -8,8 +8,9 @@ the order in which they draw.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -65,19 +66,38 @@ class CostLedger:
 @dataclass
 class RoundContext:
     """Everything a part may use in global iteration ``round``, and the client engine that
-    simulates the clients (:mod:`rabo_bench.federated.clients`; sequential by default)."""
+    simulates the clients (:mod:`rabo_bench.federated.clients`; sequential by default).
+
+    ``state`` is what the parts carry from round to round (momentum, a warm-started linear
+    solve, control variates, a sampler's position): a copy of the previous round's mapping,
+    one entry per owner (a part's ``name``), saved with the run's checkpoints. A part reads its
+    entry with :meth:`carried` and replaces it (``ctx.state[name] = new``), never mutating the
+    old value in place: the round engine may run a round twice from the same state (FLOP
+    counting) and keeps only the state the real round left. Values are tensors, numbers,
+    strings, and lists or dicts of them (what ``torch.load(weights_only=True)`` reads back).
+    Entries are server-side: client code that reads per-client entries by the client's index
+    cannot run under vmap, so such a part reports ``vectorisable = False``."""
 
     problem: BilevelProblem
     round: int
     capacities: Sequence[float]
     run_key: str
     engine: ClientEngine | None = None
+    state: dict[str, Any] = field(default_factory=dict)
     ledger: CostLedger = field(init=False)
 
     def __post_init__(self) -> None:
         self.ledger = CostLedger.empty(self.problem.num_clients)
+        self.state = dict(self.state)  # the previous round's mapping stays as it was
         if self.engine is None:
             self.engine = SequentialClients()
+
+    def carried(self, owner: str, initial: Callable[[], Any]) -> Any:
+        """``owner``'s state from the previous round; ``initial()`` in the run's first round
+        that asks for it."""
+        if owner not in self.state:
+            self.state[owner] = initial()
+        return self.state[owner]
 
     def rng(self, client: int | None, purpose: str) -> torch.Generator:
         return derive_generator(self.run_key, self.round, client, purpose)

@@ -5,6 +5,8 @@ One global iteration q (SPEC §2, Algorithm 1):
     x', y^{q+1} = inner.run(x^q, y^q, masks)                  clients eq. (5), server eq. (6)
     x^{q+1} = outer.run(x', y^{q+1}, masks, inner)            clients eq. (7)/(10), server eq. (8)
 (x' = x^q for bilevel methods; single-level baselines train x jointly in the inner phase.)
+Parts that carry state between rounds (momentum, warm starts) keep it in the run's ``state``
+(``RoundContext.state``), which is checkpointed with x and y.
 Each part records its clients' oracle calls and messages. How the clients are simulated is the
 run's client engine (``clients``, :mod:`rabo_bench.federated.clients`): in sequence, vectorised
 under vmap, either of them sharded over torch.distributed ranks; the results are the same.
@@ -121,7 +123,8 @@ def _shapes(mask) -> tuple:
 
 
 class FederatedRun:
-    """The state (x^q, y^q) of one run and the round loop that advances it."""
+    """The state (x^q, y^q, the parts' carried state) of one run and the round loop that
+    advances it."""
 
     def __init__(
         self,
@@ -145,6 +148,7 @@ class FederatedRun:
         self.layers = problem.channel_layers(self.x, self.y)
         self.engine = client_engine(problem, algorithm, clients)
         self.round = 0
+        self.state: dict = {}  # what the parts carry between rounds (RoundContext.state)
         self._flop_counts: dict[tuple, dict[tuple, int]] = {}  # shapes -> calls -> FLOPs
 
     def step(self) -> RoundReport:
@@ -158,17 +162,17 @@ class FederatedRun:
         and made a network round 5-7x slower (measured, ``omniglot --preset smoke``, RABO,
         1 thread: 0.30 s -> 1.6-2.1 s), so a round is counted only when its sub-model shapes
         are new, or its oracle calls differ from those of the counted rounds with its shapes
-        (a round is a pure function of (x, y, q, run key): it is then run again under the
-        counter, changing no number); otherwise the earlier count is reused, since the
-        kernels' FLOPs depend on the shapes alone. Wall time includes a counted round's
-        overhead (usually round 0 only). Synthetic problems are not counted (FlopCounterMode
+        (a round is a pure function of (x, y, carried state, q, run key): it is then run
+        again under the counter, changing no number); otherwise the earlier count is reused,
+        since the kernels' FLOPs depend on the shapes alone. Wall time includes a counted
+        round's overhead (usually round 0 only). Synthetic problems are not counted (FlopCounterMode
         does not count their matrix-vector products, and it took a round from 0.11 s to
         0.74 s)."""
         algo = self.algorithm
         masks = algo.policy.assign(
             self.x, self.y, self.capacities, self.round, self._rng_masks(), self.layers
         )
-        ctx, flops = self._context(), None
+        ctx, flops = self._context(self.state), None
         shapes = tuple(_shapes(m.x) + _shapes(m.y) for m in masks)
         if self.problem.physical_submodels and shapes not in self._flop_counts:
             with FlopCounterMode(display=False) as counter:
@@ -178,7 +182,7 @@ class FederatedRun:
         else:
             x_next, y_next = self._advance(ctx, masks)
             if self.problem.physical_submodels:
-                flops = self._flops(ctx, masks, shapes)
+                flops = self._flops(ctx, masks, shapes, self.state)
         report = RoundReport(
             self.round,
             ctx.ledger,
@@ -187,14 +191,17 @@ class FederatedRun:
             CoverageStats.of([m.y for m in masks]),
             flops,
         )
-        self.x, self.y, self.round = x_next, y_next, self.round + 1
+        self.x, self.y, self.round, self.state = x_next, y_next, self.round + 1, ctx.state
         return report
 
     def _rng_masks(self) -> torch.Generator:
         return derive_generator(self.run_key, self.round, None, "masks")
 
-    def _context(self) -> RoundContext:
-        return RoundContext(self.problem, self.round, self.capacities, self.run_key, self.engine)
+    def _context(self, state: dict) -> RoundContext:
+        """A fresh round context starting from the carried ``state`` (which it copies)."""
+        return RoundContext(
+            self.problem, self.round, self.capacities, self.run_key, self.engine, state
+        )
 
     def _advance(self, ctx: RoundContext, masks: list[ClientMasks]) -> tuple[Params, Params]:
         """The clients' work of the round: inner phase, outer phase, the server's steps."""
@@ -203,14 +210,17 @@ class FederatedRun:
         self.engine.finish_round(ctx)
         return x_next, y_next
 
-    def _flops(self, ctx: RoundContext, masks: list[ClientMasks], shapes: tuple) -> int:
+    def _flops(
+        self, ctx: RoundContext, masks: list[ClientMasks], shapes: tuple, state: dict
+    ) -> int:
         """A finished round's FLOPs: the count of an earlier round with the same shapes and
-        oracle calls, else counted by running the round again under the counter."""
+        oracle calls, else counted by running the round again under the counter, from the
+        carried ``state`` the round started from (the rerun's results are discarded)."""
         counts = self._flop_counts[shapes]
         calls = _calls(ctx)
         if calls not in counts:
             with FlopCounterMode(display=False) as counter:
-                self._advance(self._context(), masks)
+                self._advance(self._context(state), masks)
             counts[calls] = _summed_over_ranks(counter.get_total_flops())
         return counts[calls]
 

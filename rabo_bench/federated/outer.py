@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
+from rabo_bench.federated.aggregation import MaskedSum
 from rabo_bench.federated.context import ClientMasks, RoundContext
 from rabo_bench.federated.inner import InnerSolver
 from rabo_bench.hypergrad import HypergradientEstimator
@@ -65,7 +66,13 @@ class LocalHypergradient(OuterStep):
             view.send_up(len(x_sub))
             return {"x": total / len(tasks)}
 
-        return ctx.map_clients(client, masks, "outer", x, y)["x"].step(x, self.lr)
+        return self.server_step(ctx, x, ctx.map_clients(client, masks, "outer", x, y)["x"])
+
+    def server_step(self, ctx: RoundContext, x: Params, hypergradients: MaskedSum) -> Params:
+        """The server's update of x from the clients' masked sum of estimates: eq. (8). A
+        variant (momentum, variance reduction) overrides this alone and keeps what it
+        carries between rounds in ``ctx.state``."""
+        return hypergradients.step(x, self.lr)
 
 
 @dataclass(frozen=True)
