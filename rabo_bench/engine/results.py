@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -43,6 +43,18 @@ COLUMNS = IDENTITY + METRICS + ORACLES + COSTS + COVERAGE + TIMING + STATUS + DE
 NUMERIC = METRICS + ORACLES + COSTS + ("coverage_x_min", "coverage_y_min") + TIMING
 
 Row = dict[str, Any]
+
+
+def check_metrics(metrics: Mapping[str, Any], source: str) -> None:
+    """Raise ValueError when ``metrics`` (what ``source`` evaluated) has a name that is not a
+    column: it would otherwise be dropped from the table without a word. The runner checks
+    the round-0 row, before any round is computed."""
+    unknown = sorted(set(metrics) - set(METRICS + DETAILS))
+    if unknown:
+        raise ValueError(
+            f"{source} returned metric(s) {unknown} that are not result columns; add them to "
+            "METRICS in rabo_bench/engine/results.py, or put problem-specific values in 'details'"
+        )
 
 
 def run_file(out: Path, run_id: str) -> Path:

@@ -30,12 +30,12 @@ import torch
 
 from rabo_bench.algorithms import Algorithm
 from rabo_bench.engine.checkpoint import Checkpoint, RunState
-from rabo_bench.engine.problems import resolved_params
-from rabo_bench.engine.results import METRICS, ORACLES, Row
+from rabo_bench.engine.results import METRICS, ORACLES, Row, check_metrics
 from rabo_bench.engine.suite import Suite
 from rabo_bench.federated.engine import FederatedRun, RoundReport
 from rabo_bench.metrics.trained import TrainedCoordinates, submodel_accuracy
 from rabo_bench.problems import BilevelProblem
+from rabo_bench.problems.registry import resolved_params
 
 
 def digest(payload: Any) -> str:
@@ -219,6 +219,7 @@ def execute_run(
         if last_masks:
             metrics.update(submodel_accuracy(problem, *run.params, last_masks))
             metrics["untrained_fraction"] = trained.untrained_fraction()
+        check_metrics(metrics, f"problem {spec.problem!r}")
         return {**identity, "round": q, **metrics, **acc.costs()}
 
     saved = None if checkpoint is None else checkpoint.load()

@@ -25,7 +25,6 @@ from rabo_bench.engine.checkpoint import (
     checkpoint_file,
     remove_checkpoint,
 )
-from rabo_bench.engine.problems import make_problem
 from rabo_bench.engine.results import (
     Row,
     check_writable,
@@ -38,6 +37,7 @@ from rabo_bench.engine.run import RunSpec, digest, execute_run, expand
 from rabo_bench.engine.suite import Suite
 from rabo_bench.engine.sweep import IN_PROCESS, Engine
 from rabo_bench.problems import BilevelProblem
+from rabo_bench.problems.registry import make_problem
 
 
 class RunSink:

@@ -17,8 +17,8 @@ from typing import Any
 from rabo_bench import algorithms
 from rabo_bench.algorithms import Algorithm
 from rabo_bench.data.archives import load_archive
-from rabo_bench.engine.problems import ParamError, archives_needed, problem_config
 from rabo_bench.engine.suite_file import Checker, Source, is_int, is_number, read_toml
+from rabo_bench.problems.registry import ParamError, archives_needed, problem_config
 
 SUITES_DIR = Path(__file__).resolve().parents[2] / "suites"
 TOP_KEYS = (

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from rabo_bench.data.episodes import Episode, sample_episode, shard_classes
-from rabo_bench.data.omniglot import load_omniglot
+from rabo_bench.data.omniglot import ARCHIVES, load_omniglot
 from rabo_bench.models.networks import (
     NetSpec,
     conv4,
@@ -59,6 +59,7 @@ from rabo_bench.models.networks import (
 from rabo_bench.models.networks import channel_layers as net_layers
 from rabo_bench.params import Params
 from rabo_bench.problems.base import BilevelProblem
+from rabo_bench.problems.registry import register_problem
 from rabo_bench.submodel.channels import ChannelLayers
 
 BACKBONES = ("conv4", "resnet12")
@@ -306,3 +307,11 @@ def _split(names: list[tuple[str, str]], tensors) -> tuple[Params, Params]:
     x = {n: t for (side, n), t in zip(names, tensors, strict=True) if side == "x"}
     y = {n: t for (side, n), t in zip(names, tensors, strict=True) if side == "y"}
     return x, y
+
+
+register_problem(
+    "omniglot",
+    FewShotConfig,
+    FewShotProblem,
+    lambda config: (ARCHIVES[config.image_size],),
+)

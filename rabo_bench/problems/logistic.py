@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from rabo_bench.params import Params
 from rabo_bench.problems.base import Batch, BilevelProblem, client_row
+from rabo_bench.problems.registry import register_problem
 
 
 @dataclass(frozen=True)
@@ -148,3 +149,6 @@ class LogisticHyperProblem(BilevelProblem):
         metrics["grad_norm_sq"] = float(self.hypergradient(x)["log_lambda"].square().sum())
         metrics["inner_error"] = float((y["w"] - self.inner_solution(x)["w"]).norm())
         return metrics
+
+
+register_problem("logistic", LogisticConfig, LogisticHyperProblem)

@@ -29,7 +29,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from rabo_bench.data.cifar import client_splits, load_cifar10, long_tail_counts, long_tail_indices
+from rabo_bench.data.cifar import (
+    ARCHIVE,
+    client_splits,
+    load_cifar10,
+    long_tail_counts,
+    long_tail_indices,
+)
 from rabo_bench.models.networks import (
     NetSpec,
     head_logits,
@@ -41,6 +47,7 @@ from rabo_bench.models.networks import (
 from rabo_bench.models.networks import channel_layers as net_layers
 from rabo_bench.params import Params
 from rabo_bench.problems.base import BilevelProblem
+from rabo_bench.problems.registry import register_problem
 from rabo_bench.submodel.channels import ChannelLayers
 
 NETWORKS = ("resnet8", "resnet20", "resnet18")
@@ -199,3 +206,6 @@ def _chunks(subset: torch.Tensor, size: int = 1000) -> list[torch.Tensor]:
 def _mean_present(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else None
+
+
+register_problem("cifar_lt", LossTuningConfig, LossTuningProblem, lambda config: (ARCHIVE,))

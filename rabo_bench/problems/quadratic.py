@@ -32,6 +32,7 @@ import torch
 
 from rabo_bench.params import Params
 from rabo_bench.problems.base import Batch, BilevelProblem, client_row
+from rabo_bench.problems.registry import register_problem
 from rabo_bench.problems.spectra import centred, spd_with_spectrum, symmetric_noise
 
 
@@ -166,3 +167,6 @@ class QuadraticBilevel(BilevelProblem):
         metrics["grad_norm_sq"] = float(self.hypergradient(x)["x"].square().sum())
         metrics["inner_error"] = float((y["y"] - self.inner_solution(x)["y"]).norm())
         return metrics
+
+
+register_problem("quadratic", QuadraticConfig, QuadraticBilevel)

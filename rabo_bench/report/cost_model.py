@@ -21,9 +21,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from rabo_bench.engine.problems import make_problem
 from rabo_bench.engine.suite import load_suite
 from rabo_bench.metrics.submodels import submodel_costs
+from rabo_bench.problems.registry import make_problem
 from rabo_bench.report.paper import PAPER_COST, PAPER_UNITS
 from rabo_bench.report.runs import save_figure
 

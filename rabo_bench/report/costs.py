@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from rabo_bench.engine.problems import make_problem
 from rabo_bench.metrics.submodels import submodel_costs
+from rabo_bench.problems.registry import make_problem
 from rabo_bench.report.runs import run_config
 
 REFERENCE = "fedmbo"

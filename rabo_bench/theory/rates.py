@@ -24,13 +24,13 @@ from typing import Any
 import pandas as pd
 
 from rabo_bench.algorithms import Algorithm
-from rabo_bench.engine.problems import make_problem, resolved_params
 from rabo_bench.engine.results import read_rows, run_file
 from rabo_bench.engine.run import RunSpec
 from rabo_bench.engine.runner import RunSink, execute_specs
 from rabo_bench.engine.suite import Suite
 from rabo_bench.engine.suite_file import show_path
 from rabo_bench.federated.policies import FixedSegments, FullModel
+from rabo_bench.problems.registry import make_problem, resolved_params
 from rabo_bench.theory.pareto import estimator_pareto
 
 SWEEPS = ("rounds", "coverage", "steps")

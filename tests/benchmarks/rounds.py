@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rabo_bench.engine.problems import make_problem
 from rabo_bench.engine.suite import Suite
 from rabo_bench.problems import BilevelProblem
+from rabo_bench.problems.registry import make_problem
 
 
 def scaled(suite: Suite, clients: int) -> tuple[BilevelProblem, tuple[float, ...]]:

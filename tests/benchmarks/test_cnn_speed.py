@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from rabo_bench.engine.problems import make_problem
 from rabo_bench.engine.suite import Suite, load_suite
 from rabo_bench.federated.engine import FederatedRun
+from rabo_bench.problems.registry import make_problem
 from tests.benchmarks.flops import count_flops, record
 
 

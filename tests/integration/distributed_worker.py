@@ -9,10 +9,10 @@ import sys
 
 import torch
 
-from rabo_bench.engine.problems import make_problem
 from rabo_bench.engine.suite import load_suite
 from rabo_bench.federated.distributed import init_from_env, leave
 from rabo_bench.federated.engine import FederatedRun
+from rabo_bench.problems.registry import make_problem
 
 ROUNDS = 3
 

@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rabo_bench.algorithms import available
-from rabo_bench.engine.problems import PROBLEMS
 from rabo_bench.engine.suite import SETTING_KEYS, TOP_KEYS
 from rabo_bench.problems import QuadraticConfig
+from rabo_bench.problems.registry import problems
 from tests.cli import run_cli
 from tests.unit.test_bad_input import assert_refused
 
@@ -146,7 +146,7 @@ def bad_capacities(draw, suite):
 
 @st.composite
 def unknown_names(draw, suite):
-    name = draw(names.filter(lambda n: n not in available() and n not in PROBLEMS))
+    name = draw(names.filter(lambda n: n not in available() and n not in problems()))
     where = draw(st.sampled_from(["algorithms", "overrides", "problem"]))
     if where == "algorithms":
         suite["algorithms"].insert(draw(st.integers(0, 2)), name)

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 import rabo_bench.federated.engine as engine
-from rabo_bench.engine.problems import make_problem
 from rabo_bench.engine.run import _Accumulator, execute_run, expand
 from rabo_bench.engine.suite import load_suite
 from rabo_bench.federated.engine import FederatedRun
+from rabo_bench.problems.registry import make_problem
 
 
 def _omniglot(rounds: int = 2):

@@ -1,5 +1,8 @@
 """The problem registry: a suite names a problem and its settings; this builds it.
 
+Each problem module registers itself (``register_problem`` at its end: the config dataclass,
+the problem class and the data archives it reads); every module of this package is imported
+on first use, so adding a problem is one new file in ``rabo_bench/problems/``.
 ``problem_config`` only builds (and so validates) the frozen config dataclass, which is cheap;
 ``make_problem`` builds the problem instance (its data drawn from the config's own ``seed``).
 Every error is a ParamError (a ValueError) that names the offending key.
@@ -7,33 +10,51 @@ Every error is a ParamError (a ValueError) that names the offending key.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, fields
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
 
-from rabo_bench.data import cifar, omniglot
-from rabo_bench.problems import (
-    BilevelProblem,
-    LogisticConfig,
-    LogisticHyperProblem,
-    QuadraticBilevel,
-    QuadraticConfig,
-)
-from rabo_bench.problems.fewshot import FewShotConfig, FewShotProblem
-from rabo_bench.problems.loss_tuning import LossTuningConfig, LossTuningProblem
+if TYPE_CHECKING:
+    from rabo_bench.problems.base import BilevelProblem
 
-PROBLEMS: dict[str, tuple[type, type]] = {
-    "quadratic": (QuadraticConfig, QuadraticBilevel),
-    "logistic": (LogisticConfig, LogisticHyperProblem),
-    "omniglot": (FewShotConfig, FewShotProblem),
-    "cifar_lt": (LossTuningConfig, LossTuningProblem),
-}
 
-# The data archives (in the data root) each problem reads, from its config.
-ARCHIVES: dict[str, Callable[[Any], tuple[str, ...]]] = {
-    "omniglot": lambda config: (omniglot.ARCHIVES[config.image_size],),
-    "cifar_lt": lambda config: (cifar.ARCHIVE,),
-}
+@dataclass(frozen=True)
+class ProblemEntry:
+    """A registered problem: its config dataclass, its class (built from a config) and the
+    data archives (file names in the data root) a config reads."""
+
+    config: type
+    problem: type
+    archives: Callable[[Any], tuple[str, ...]] = lambda config: ()
+
+
+_PROBLEMS: dict[str, ProblemEntry] = {}
+_loaded = False
+
+
+def register_problem(
+    name: str,
+    config: type,
+    problem: type,
+    archives: Callable[[Any], tuple[str, ...]] | None = None,
+) -> None:
+    """Make problem ``name`` available to suites (``[problem] name = ...``)."""
+    if name in _PROBLEMS:
+        raise ValueError(f"problem {name!r} is already registered")
+    _PROBLEMS[name] = ProblemEntry(config, problem, *(() if archives is None else (archives,)))
+
+
+def problems() -> dict[str, ProblemEntry]:
+    """Every registered problem by name (the package's modules are imported on first use)."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        package = importlib.import_module("rabo_bench.problems")
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"rabo_bench.problems.{module.name}")
+    return _PROBLEMS
 
 
 class ParamError(ValueError):
@@ -67,11 +88,12 @@ def problem_config(name: str, params: Mapping[str, Any], where: str = "") -> Any
     """The validated config dataclass of problem ``name`` with ``params`` (keys as in the
     dataclass); raises ParamError naming the key (prefixed by ``where``, e.g. "problem.") for
     unknown names, keys or bad values."""
-    if name not in PROBLEMS:
+    if name not in problems():
         raise ParamError(
-            f"{where}name = {name!r} is not a problem; choose one of {sorted(PROBLEMS)}", ("name",)
+            f"{where}name = {name!r} is not a problem; choose one of {sorted(_PROBLEMS)}",
+            ("name",),
         )
-    config_cls = PROBLEMS[name][0]
+    config_cls = _PROBLEMS[name].config
     defaults = {f.name: f.default for f in fields(config_cls)}
     kwargs = {}
     for key, value in params.items():
@@ -95,10 +117,10 @@ def resolved_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
 def make_problem(name: str, params: Mapping[str, Any]) -> BilevelProblem:
     """The problem instance ``name`` built from ``params``."""
     config = problem_config(name, params)
-    return PROBLEMS[name][1](config)
+    return _PROBLEMS[name].problem(config)
 
 
 def archives_needed(name: str, params: Mapping[str, Any]) -> tuple[str, ...]:
     """The data archives problem ``name`` with ``params`` reads (none for synthetic ones)."""
-    need = ARCHIVES.get(name)
-    return need(problem_config(name, params)) if need else ()
+    config = problem_config(name, params)
+    return _PROBLEMS[name].archives(config)
