@@ -17,13 +17,17 @@ from rabo_bench.federated.inner import InnerSolver, JointLocalSGD
 from rabo_bench.federated.outer import NoOuterStep, OuterStep
 from rabo_bench.federated.policies import MaskPolicy
 from rabo_bench.hypergrad import HypergradientEstimator, make_estimator
+from rabo_bench.problems.single_level import TASK_LOSS, SingleLevelLoss
 
 
 def part_to_dict(part: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"type": part.name}
     for f in fields(part):
         value = getattr(part, f.name)
-        out[f.name] = part_to_dict(value) if is_dataclass(value) else value
+        if isinstance(value, SingleLevelLoss) and not fields(value):
+            out[f.name] = value.name  # as when losses were names: run ids stay (issue 18)
+        else:
+            out[f.name] = part_to_dict(value) if is_dataclass(value) else value
     return out
 
 
@@ -99,6 +103,11 @@ class Algorithm:
             "outer": part_to_dict(self.outer),
         }
 
+    def supports(self, problem) -> bool:
+        """Whether this algorithm runs on ``problem`` (an instance or its class): a baseline's
+        single-level loss may need what only some problems have (episodes)."""
+        return self.inner.supports(problem)
+
     def with_overrides(self, overrides: Mapping[str, Any] | None) -> Algorithm:
         if not overrides:
             return self
@@ -120,11 +129,12 @@ def single_level(
     description: str,
     policy: MaskPolicy,
     label: str | None = None,
-    loss: str = "task",
+    loss: SingleLevelLoss = TASK_LOSS,
 ) -> Algorithm:
     """A single-level baseline (SPEC §6): ``policy`` picks the sub-models, clients train (x, y)
-    jointly on the problem's single-level ``loss`` with 10 local SGD steps at lr 0.01, and
-    there is no outer step. Only the mask rule differs between Static, FedRolex, FIARSE, OAP
-    and FedAvg; Dist-ProtoNet and Dist-MAML are FedAvg with another loss."""
+    jointly on the single-level ``loss`` (the problem's task loss by default) with 10 local
+    SGD steps at lr 0.01, and there is no outer step. Only the mask rule differs between
+    Static, FedRolex, FIARSE, OAP and FedAvg; Dist-ProtoNet and Dist-MAML are FedAvg with
+    another loss."""
     inner = JointLocalSGD(steps=10, lr=0.01, loss=loss)
     return Algorithm(name, description, policy, inner, NoOuterStep(), label)

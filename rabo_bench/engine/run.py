@@ -35,7 +35,7 @@ from rabo_bench.engine.suite import Suite
 from rabo_bench.federated.engine import FederatedRun, RoundReport
 from rabo_bench.metrics.trained import TrainedCoordinates, submodel_accuracy
 from rabo_bench.problems import BilevelProblem
-from rabo_bench.problems.registry import resolved_params
+from rabo_bench.problems.registry import identity_params, resolved_params
 
 
 def digest(payload: Any) -> str:
@@ -61,7 +61,7 @@ class RunSpec:
         return {
             **named,
             "suite": self.suite,
-            "problem": {"name": self.problem, **self.problem_params},
+            "problem": {"name": self.problem, **identity_params(self.problem, self.problem_params)},
             "algorithm": self.algorithm.to_dict(),
             "capacities": list(self.capacities),
             "seed": self.seed,
@@ -75,7 +75,8 @@ class RunSpec:
 
     @property
     def stream_key(self) -> str:
-        setting = {"problem": {"name": self.problem, **self.problem_params}}
+        params = identity_params(self.problem, self.problem_params)
+        setting = {"problem": {"name": self.problem, **params}}
         setting["capacities"] = list(self.capacities)
         return f"{self.suite}/{digest(setting)}/seed={self.seed}"
 

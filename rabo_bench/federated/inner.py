@@ -20,6 +20,7 @@ import torch
 from rabo_bench.federated.context import ClientMasks, RoundContext
 from rabo_bench.hypergrad import Oracles
 from rabo_bench.params import Params
+from rabo_bench.problems.single_level import TASK_LOSS, SingleLevelLoss
 
 
 class InnerSolver(ABC):
@@ -28,6 +29,10 @@ class InnerSolver(ABC):
     vectorisable: ClassVar[bool] = True
     steps: int
     lr: float
+
+    def supports(self, problem) -> bool:
+        """Whether this solver runs on ``problem`` (an instance or its class)."""
+        return True
 
     def solve(self, oracles: Oracles, x_sub, y_sub, rng) -> torch.Tensor:
         """How a client moves y on its sub-model for the inner problem behind ``oracles``:
@@ -107,9 +112,18 @@ class JointLocalSGD(InnerSolver):
     name: ClassVar[str] = "joint_local_sgd"
     steps: int = 10
     lr: float = 0.01
-    loss: str = "task"  # the problem's single-level loss family (protonet, maml, ...)
+    loss: SingleLevelLoss = TASK_LOSS
+
+    def supports(self, problem) -> bool:
+        return self.loss.supports(problem)
 
     def run(self, ctx, x, y, masks) -> tuple[Params, Params]:
+        if not self.supports(ctx.problem):
+            raise ValueError(
+                f"problem {type(ctx.problem).__name__} has no single-level loss "
+                f"{self.loss.name!r} (it needs episodes: the Omniglot problem)"
+            )
+
         def client(view):
             x0, y0 = view.pack_x(x), view.pack_y(y)
             view.send_down(len(x0) + len(y0))

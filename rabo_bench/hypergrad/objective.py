@@ -14,6 +14,7 @@ import torch
 
 from rabo_bench.params import Layout, Params
 from rabo_bench.problems.base import Batch, BilevelProblem
+from rabo_bench.problems.single_level import TASK_LOSS
 from rabo_bench.submodel import StructuredMask, embed, extract
 
 
@@ -82,13 +83,14 @@ class LocalObjective:
     def g(self, x_sub: torch.Tensor, y_sub: torch.Tensor, batch) -> torch.Tensor:
         return self._mean_loss(self.problem.lower_loss, x_sub, y_sub, batch)
 
-    def task(self, x_sub: torch.Tensor, y_sub: torch.Tensor, batch, kind: str = "task"):
-        """A single-level loss (``BilevelProblem.single_level_loss``; "task" = ``task_loss``)."""
+    def task(self, x_sub: torch.Tensor, y_sub: torch.Tensor, batch, loss=TASK_LOSS):
+        """A single-level loss (:mod:`rabo_bench.problems.single_level`; by default the
+        problem's ``task_loss``)."""
 
-        def loss(i, x, y, b):
-            return self.problem.single_level_loss(kind, i, x, y, b)
+        def at(i, x, y, b):
+            return loss(self.problem, i, x, y, b)
 
-        return self._mean_loss(loss, x_sub, y_sub, batch)
+        return self._mean_loss(at, x_sub, y_sub, batch)
 
     def tasks(self, rng: torch.Generator) -> list[LocalObjective]:
         """The objectives whose inner problems a client solves: itself (one global inner

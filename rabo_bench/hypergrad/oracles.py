@@ -24,6 +24,7 @@ from torch.func import grad, jvp, vjp
 
 from rabo_bench.hypergrad.objective import LocalObjective
 from rabo_bench.problems.base import Batch
+from rabo_bench.problems.single_level import TASK_LOSS
 
 
 def _leaf(t: torch.Tensor) -> torch.Tensor:
@@ -87,14 +88,14 @@ class Oracles:
             x, y = _leaf(x), _leaf(y)
             return _grad(self.objective.f(x, y, batch), (x, y))
 
-    def grad_task(self, x: torch.Tensor, y: torch.Tensor, batch: Batch, kind: str = "task"):
-        """(grad_x, grad_y) of a single-level loss (``kind``, see ``LocalObjective.task``);
+    def grad_task(self, x: torch.Tensor, y: torch.Tensor, batch: Batch, loss=TASK_LOSS):
+        """(grad_x, grad_y) of a single-level ``loss`` (see ``LocalObjective.task``);
         counted as one grad_f and one grad_g (it evaluates both levels' data)."""
         self.counter.grad_f += 1
         self.counter.grad_g += 1
         with torch.enable_grad():
             x, y = _leaf(x), _leaf(y)
-            return _grad(self.objective.task(x, y, batch, kind), (x, y))
+            return _grad(self.objective.task(x, y, batch, loss), (x, y))
 
     def grad_g(self, x: torch.Tensor, y: torch.Tensor, batch: Batch) -> torch.Tensor:
         self.counter.grad_g += 1
@@ -149,10 +150,10 @@ class FunctionalOracles(Oracles):
         self.counter.grad_f += 1
         return grad(self.objective.f, argnums=(0, 1))(x, y, batch)
 
-    def grad_task(self, x: torch.Tensor, y: torch.Tensor, batch: Batch, kind: str = "task"):
+    def grad_task(self, x: torch.Tensor, y: torch.Tensor, batch: Batch, loss=TASK_LOSS):
         self.counter.grad_f += 1
         self.counter.grad_g += 1
-        return grad(self.objective.task, argnums=(0, 1))(x, y, batch, kind)
+        return grad(self.objective.task, argnums=(0, 1))(x, y, batch, loss)
 
     def grad_g(self, x: torch.Tensor, y: torch.Tensor, batch: Batch) -> torch.Tensor:
         self.counter.grad_g += 1

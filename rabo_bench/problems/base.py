@@ -112,17 +112,6 @@ class BilevelProblem(ABC):
             client, _detached(x), y, lower_batch
         )
 
-    def single_level_loss(
-        self, kind: str, client: int, x: Params, y: Params, batch: Batch
-    ) -> torch.Tensor:
-        """The loss a single-level method of family ``kind`` trains on: "task" is
-        :meth:`task_loss`; model-based problems add others (e.g. "protonet", "maml")."""
-        if kind == "task":
-            return self.task_loss(client, x, y, batch)
-        raise ValueError(
-            f"problem {type(self).__name__} has no single-level loss {kind!r}; it offers 'task'"
-        )
-
     def evaluate_final(self, x: Params, y: Params) -> dict[str, float]:
         """Metrics at the last round; problems may evaluate more thoroughly here."""
         return self.evaluate(x, y)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,12 +22,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ProblemEntry:
-    """A registered problem: its config dataclass, its class (built from a config) and the
-    data archives (file names in the data root) a config reads."""
+    """A registered problem: its config dataclass, its class (built from a config), the data
+    archives (file names in the data root) a config reads, and ``retired`` settings: keys that
+    left the config, with the value they always had, which stay in the run identity so that
+    earlier runs keep their ids and random streams (:meth:`identity`)."""
 
     config: type
     problem: type
     archives: Callable[[Any], tuple[str, ...]] = lambda config: ()
+    retired: Mapping[str, Any] = field(default_factory=dict)
 
 
 _PROBLEMS: dict[str, ProblemEntry] = {}
@@ -39,11 +42,13 @@ def register_problem(
     config: type,
     problem: type,
     archives: Callable[[Any], tuple[str, ...]] | None = None,
+    retired: Mapping[str, Any] | None = None,
 ) -> None:
     """Make problem ``name`` available to suites (``[problem] name = ...``)."""
     if name in _PROBLEMS:
         raise ValueError(f"problem {name!r} is already registered")
-    _PROBLEMS[name] = ProblemEntry(config, problem, *(() if archives is None else (archives,)))
+    entry = ProblemEntry(config, problem, retired=dict(retired or {}))
+    _PROBLEMS[name] = entry if archives is None else replace(entry, archives=archives)
 
 
 def problems() -> dict[str, ProblemEntry]:
@@ -112,6 +117,11 @@ def problem_config(name: str, params: Mapping[str, Any], where: str = "") -> Any
 def resolved_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """Every setting of the problem, defaults included (for run identity and MLflow)."""
     return asdict(problem_config(name, params))
+
+
+def identity_params(name: str, resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """The problem's part of a run's identity: its resolved settings and its retired ones."""
+    return {**problems()[name].retired, **resolved}
 
 
 def make_problem(name: str, params: Mapping[str, Any]) -> BilevelProblem:

@@ -1,7 +1,8 @@
 """Same seed, same rows; another seed, other rows (DESIGN.md §4); evaluation never changes the
-trajectory. Checked for every registered algorithm the synthetic problem supports; the
-few-shot-only ones (their single-level loss exists on the Omniglot problem alone) must fail on
-it with a clear ValueError, so a new algorithm is covered one way or the other."""
+trajectory. Checked for every registered algorithm the synthetic problem supports
+(``Algorithm.supports``); the others (e.g. single-level losses that need episodes) must run on
+the Omniglot problem and fail on the synthetic one with a clear ValueError, so a new algorithm
+is covered one way or the other."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from rabo_bench.algorithms import available
+from rabo_bench.algorithms import available, get
 from rabo_bench.engine.results import read_rows
 from rabo_bench.engine.runner import execute_suite
 from rabo_bench.engine.suite import load_suite
+from rabo_bench.problems import QuadraticBilevel
+from rabo_bench.problems.fewshot import FewShotProblem
 
 TIMING = ("wall_time_s",)
-FEW_SHOT_ONLY = ("maml", "protonet")  # single-level losses of the Omniglot problem only
-SUPPORTED = [name for name in available() if name not in FEW_SHOT_ONLY]
+SUPPORTED = [name for name in available() if get(name).supports(QuadraticBilevel)]
+FEW_SHOT_ONLY = [name for name in available() if name not in SUPPORTED]
 
 
 def results(out: Path, **overrides) -> list[dict[str, str]]:
@@ -49,7 +52,8 @@ def test_few_shot_only_algorithms_are_deterministic_on_their_own_problem(root, t
     for name in ("a", "b"):
         execute_suite(suite, tmp_path / name, sink=None, progress=False, echo=lambda _: None)
         tables.append(without_timing(read_rows(tmp_path / name / "results.csv")))
-    assert {r["algorithm"] for r in tables[0]} == set(FEW_SHOT_ONLY)
+    assert {r["algorithm"] for r in tables[0]} == set(FEW_SHOT_ONLY) == {"maml", "protonet"}
+    assert all(get(name).supports(FewShotProblem) for name in FEW_SHOT_ONLY)
     assert tables[0] == tables[1]
 
 

@@ -29,9 +29,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from rabo_bench.baselines.maml import FirstOrderMAML
+from rabo_bench.baselines.protonet import PrototypicalLoss
 from rabo_bench.data.episodes import sample_episode
 from rabo_bench.federated.policies import ChannelImportance
 from rabo_bench.models.networks import forward
+from rabo_bench.problems import QuadraticBilevel
 from rabo_bench.problems.fewshot import FewShotConfig, FewShotProblem
 from tests.submodels import physical_and_embedded
 
@@ -200,7 +203,7 @@ def test_evaluate_uses_curve_tasks_and_evaluate_final_uses_test_tasks(problem):
 
 # -- single-level losses ------------------------------------------------------------------
 def test_protonet_loss_equals_a_hand_computation(problem):
-    x, y = random_params(problem)
+    x, _ = random_params(problem)
     episodes = problem.sample_task_batch(2, gen(5))
     assert len(episodes) == CONFIG.tasks_per_batch == 1
     e = episodes[0]
@@ -209,7 +212,7 @@ def test_protonet_loss_equals_a_hand_computation(problem):
     prototypes = torch.stack([support[e.support_labels == k].mean(0) for k in range(CONFIG.ways)])
     logits = -((query[:, None, :] - prototypes[None, :, :]) ** 2).sum(-1)
     expected = F.cross_entropy(logits, e.query_labels)
-    got = problem.single_level_loss("protonet", 2, x, y, episodes)
+    got = problem.prototypical_loss(x, episodes)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
@@ -221,25 +224,25 @@ def test_task_loss_is_the_support_plus_query_loss_with_global_labels(global_prob
     images = torch.cat([e.support, e.query])
     labels = e.classes[torch.cat([e.support_labels, e.query_labels])]
     expected = problem.lower_loss(1, x, y, (images, labels))
-    torch.testing.assert_close(problem.single_level_loss("task", 1, x, y, episodes), expected)
+    torch.testing.assert_close(problem.task_loss(1, x, y, episodes), expected)
 
 
 def test_task_loss_in_the_episode_reading_is_the_prototypical_loss(problem):
     x, y = random_params(problem)
     episodes = problem.sample_task_batch(1, gen(6))
-    expected = problem.single_level_loss("protonet", 1, x, y, episodes)
-    assert torch.equal(problem.single_level_loss("task", 1, x, y, episodes), expected)
+    expected = problem.prototypical_loss(x, episodes)
+    assert torch.equal(problem.task_loss(1, x, y, episodes), expected)
 
 
 def test_maml_with_no_adaptation_is_the_query_loss_and_its_gradient(problem):
-    zero = FewShotProblem(replace(GLOBAL, maml_steps=0))
+    zero, maml_loss = FewShotProblem(GLOBAL), FirstOrderMAML(steps=0)
     x0, y0 = random_params(zero)
     episodes = zero.sample_task_batch(0, gen(7))
     e = episodes[0]
     query = (e.query, e.classes[e.query_labels])
 
     x, y = leaves(x0), leaves(y0)
-    maml = zero.single_level_loss("maml", 0, x, y, episodes)
+    maml = maml_loss(zero, 0, x, y, episodes)
     grad_maml = grads(maml, {**x, **y})
     x, y = leaves(x0), leaves(y0)
     plain = zero.upper_loss(0, x, y, query)
@@ -251,7 +254,7 @@ def test_maml_with_no_adaptation_is_the_query_loss_and_its_gradient(problem):
 
 
 def test_maml_with_one_step_is_the_first_order_query_gradient_at_the_adapted_point(problem):
-    one = FewShotProblem(replace(GLOBAL, maml_steps=1, maml_lr=0.1))
+    one, maml_loss = FewShotProblem(GLOBAL), FirstOrderMAML(steps=1, lr=0.1)
     x0, y0 = random_params(one, 1)
     episodes = one.sample_task_batch(3, gen(8))
     e = episodes[0]
@@ -259,7 +262,7 @@ def test_maml_with_one_step_is_the_first_order_query_gradient_at_the_adapted_poi
     query = (e.query, e.classes[e.query_labels])
 
     x, y = leaves(x0), leaves(y0)
-    maml = one.single_level_loss("maml", 3, x, y, episodes)
+    maml = maml_loss(one, 3, x, y, episodes)
     grad_maml = grads(maml, {**x, **y})
     # by hand: one SGD step on the support loss, then the query loss and its gradient there
     x, y = leaves(x0), leaves(y0)
@@ -274,11 +277,10 @@ def test_maml_with_one_step_is_the_first_order_query_gradient_at_the_adapted_poi
         torch.testing.assert_close(grad_maml[name], g, **GRAD_TOL, msg=name)
 
 
-def test_an_unknown_single_level_loss_is_named(problem):
-    x, y = problem.init_params(gen(0))
-    episodes = problem.sample_task_batch(0, gen(0))
-    with pytest.raises(ValueError, match="no single-level loss 'reptile'"):
-        problem.single_level_loss("reptile", 0, x, y, episodes)
+def test_the_episode_losses_need_a_problem_with_episodes(problem):
+    for loss in (FirstOrderMAML(), PrototypicalLoss()):
+        assert loss.supports(problem) and loss.supports(FewShotProblem)
+        assert not loss.supports(QuadraticBilevel)
 
 
 # -- configuration ------------------------------------------------------------------------

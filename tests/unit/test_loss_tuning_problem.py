@@ -110,7 +110,7 @@ def test_task_loss_never_moves_x(problem):
     x = {n: t.clone().requires_grad_(True) for n, t in x.items()}
     y = {n: t.clone().requires_grad_(True) for n, t in y.items()}
     batch = problem.sample_task_batch(5, gen(5))
-    loss = problem.single_level_loss("task", 5, x, y, batch)
+    loss = problem.task_loss(5, x, y, batch)
     grads = torch.autograd.grad(loss, [*x.values(), *y.values()], allow_unused=True)
     for name, g in zip(x, grads[: len(x)], strict=True):
         assert g is None or not g.any(), name
