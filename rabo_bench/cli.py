@@ -1,4 +1,4 @@
-"""The ``rabo-bench`` command: ``list`` what exists, ``run`` a suite (see the README).
+"""The ``rabo-bench`` command: ``list`` what exists, ``run`` a suite (reference: docs/suites.md).
 
 Every user error (unknown names, a malformed suite, bad options, an unwritable output folder)
 is one line ``rabo-bench: error: <message>`` on stderr and exit code 2, never a traceback.

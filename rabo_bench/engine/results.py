@@ -3,7 +3,7 @@
 Each finished run is written to ``<out>/runs/<run_id>.csv`` atomically (a temporary file, then
 ``os.replace``), so a file that exists is a complete run; ``<out>/results.csv`` is rebuilt from
 the run files of the suite. Floats are written with ``repr`` precision, so a CSV round trip is
-exact. The columns are documented in README.md ("The rabo-bench command").
+exact. The columns are documented in docs/suites.md ("Results").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Suite files: load a TOML suite, apply a preset and command-line overrides, validate it all.
 
 A suite (DESIGN.md §3) is problem setting x algorithms x seeds; the schema is documented in
-the README ("The rabo-bench command"). ``load_suite`` validates the WHOLE resolved suite
+docs/suites.md ("Suite files"). ``load_suite`` validates the WHOLE resolved suite
 before anything runs, and every error is one ValueError line naming the file and the key.
 """
 

@@ -1,6 +1,6 @@
 """Omniglot hyper-representation learning (SPEC §7.1): x = backbone, y = linear head.
 
-Two readings of the inner variable (``reading``; README "Omniglot" explains them):
+Two readings of the inner variable (``reading``; docs/design.md "Omniglot" explains them):
 
 * ``episode`` (default, SPEC §9 item 12): y is an N-way linear head and every episode is its own
   inner problem, warm-started from the client's masked aggregated y (``per_task_inner``):
