@@ -7,14 +7,11 @@ and a validation split (V_i, u_i); x = log(lambda), y = w:
     g_i(x, w) = 1/2 mean_s (a_s^T w - t_s)^2 + 1/2 sum_k exp(x_k) w_k^2     (strongly convex)
     f_i(x, w) = 1/2 mean_s (v_s^T w - u_s)^2                              (validation loss)
 
-To use it, copy this file to ``rabo_bench/problems/<your_problem>.py`` and add one line to
-``PROBLEMS`` in ``rabo_bench/engine/problems.py``:
-
-    "my_ridge": (RidgeConfig, RidgeProblem),
-
-A suite then names it (``[problem] name = "my_ridge"``, any config field as a key), and every
+To use it, copy this file to ``rabo_bench/problems/<your_problem>.py``: the package's modules
+are discovered, and the ``register_problem`` call at the end makes it a suite problem. A suite
+then names it (``[problem] name = "my_ridge"``, any config field as a key), and every
 registered algorithm runs on it: algorithms never know which problem they run. Problems that
-read data files also add an ``ARCHIVES`` entry there (see docs/data.md).
+read data files also pass ``archives=`` to ``register_problem`` (see docs/data.md).
 
 ``tests/integration/test_templates.py`` checks the closed forms below against autograd and
 runs a suite on this problem, so the template stays true.
@@ -28,6 +25,7 @@ import torch
 
 from rabo_bench.params import Params
 from rabo_bench.problems.base import Batch, BilevelProblem, client_row
+from rabo_bench.problems.registry import register_problem
 
 
 # The config is a frozen dataclass: each field is a suite key under [problem], checked for its
@@ -128,3 +126,8 @@ class RidgeProblem(BilevelProblem):
         metrics["grad_norm_sq"] = float(self.hypergradient(x)["log_lambda"].square().sum())
         metrics["inner_error"] = float((y["w"] - self.inner_solution(x)["w"]).norm())
         return metrics
+
+
+# The suite name and the config and problem classes (``archives=lambda config: (...)`` names the
+# data files a problem reads from the data root).
+register_problem("my_ridge", RidgeConfig, RidgeProblem)

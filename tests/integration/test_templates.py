@@ -19,13 +19,13 @@ import torch
 
 from rabo_bench.algorithms import available, get, registry
 from rabo_bench.cli import main
-from rabo_bench.engine import problems as problem_registry
 from rabo_bench.engine.results import read_rows
 from rabo_bench.federated.engine import FederatedRun
 from rabo_bench.hypergrad import available_estimators, make_estimator
 from rabo_bench.hypergrad import base as estimator_registry
 from rabo_bench.hypergrad.compare import Setting, compare_estimators
 from rabo_bench.problems import QuadraticBilevel
+from rabo_bench.problems import registry as problem_registry
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "docs" / "templates"
 CAPACITIES = (1.0, 0.5, 0.5, 0.25)
@@ -34,9 +34,10 @@ CAPACITIES = (1.0, 0.5, 0.5, 0.25)
 def private_registries(monkeypatch) -> None:
     """Point the three registries at copies (built-in algorithms loaded first)."""
     available()
+    problem_registry.problems()
     monkeypatch.setattr(registry, "_ALGORITHMS", dict(registry._ALGORITHMS))
     monkeypatch.setattr(estimator_registry, "_REGISTRY", dict(estimator_registry._REGISTRY))
-    monkeypatch.setattr(problem_registry, "PROBLEMS", dict(problem_registry.PROBLEMS))
+    monkeypatch.setattr(problem_registry, "_PROBLEMS", dict(problem_registry._PROBLEMS))
 
 
 @pytest.fixture
@@ -115,10 +116,8 @@ def test_problem_template_has_true_closed_forms_and_runs_as_a_suite(registries, 
     problem = template.RidgeProblem()
     runs = [two_rounds(problem, get("rabo"), clients) for clients in ("sequential", "vectorised")]
     torch.testing.assert_close(runs[0].x, runs[1].x, rtol=0, atol=1e-10)
-    # registered as the template says, a suite runs it with any algorithm
-    registries.setitem(
-        problem_registry.PROBLEMS, "my_ridge", (template.RidgeConfig, template.RidgeProblem)
-    )
+    # registered by the template itself, a suite runs it with any algorithm
+    assert problem_registry.problems()["my_ridge"].problem is template.RidgeProblem
     suite = tmp_path / "ridge.toml"
     suite.write_text(
         'rounds = 2\nalgorithms = ["rabo", "fedmbo", "static"]\n'
@@ -135,11 +134,10 @@ def test_problem_template_has_true_closed_forms_and_runs_as_a_suite(registries, 
 def test_what_templates_register_is_gone_after_their_scope():
     with pytest.MonkeyPatch.context() as scope:
         private_registries(scope)
-        for name in ("my_algorithm", "my_estimator"):
+        for name in ("my_algorithm", "my_estimator", "my_problem"):
             load_template(name, scope)
-        scope.setitem(problem_registry.PROBLEMS, "my_ridge", (None, None))
-        assert "my_rabo_cg" in available()
+        assert "my_rabo_cg" in available() and "my_ridge" in problem_registry.problems()
     assert "my_rabo_cg" not in available()
     assert "my_neumann_one_batch" not in available_estimators()
-    assert "my_ridge" not in problem_registry.PROBLEMS
+    assert "my_ridge" not in problem_registry.problems()
     assert not any(name.startswith("docs_templates_") for name in sys.modules)
