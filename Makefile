@@ -45,5 +45,5 @@ bench: $(STAMP)
 	start=$$(date +%s) && \
 	RABO_BENCH_BENCH=1 $(BIN)/python -m pytest tests/benchmarks --benchmark-enable \
 		--benchmark-json=$(BENCH_JSON) --benchmark-columns=median,rounds $(BENCH_ARGS) && \
-	$(BIN)/python -m tests.benchmarks.report $(BENCH_JSON) $(BENCH_OUT) \
+	$(BIN)/python -m rabo_bench.report.performance $(BENCH_JSON) $(BENCH_OUT) \
 		--wall-seconds $$(( $$(date +%s) - start )) $(if $(BENCH_GPU_JSON),--gpu $(BENCH_GPU_JSON))

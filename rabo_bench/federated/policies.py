@@ -20,14 +20,7 @@ import torch
 from rabo_bench.federated.context import ClientMasks
 from rabo_bench.params import Params
 from rabo_bench.submodel import StructuredMask
-from rabo_bench.submodel.channels import ChannelLayer, ChannelLayers
-
-
-def kept_rows(capacity: float, rows: int) -> int:
-    """ceil(r * C) rows, at least 1 (with a guard against 0.1 * 10 = 1.0000000000000002)."""
-    if not 0 < capacity <= 1:
-        raise ValueError(f"capacity must be in (0, 1], got {capacity}")
-    return max(1, math.ceil(capacity * rows - 1e-9))
+from rabo_bench.submodel.channels import ChannelLayer, ChannelLayers, kept_rows
 
 
 class MaskPolicy(ABC):

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rabo_bench.federated.policies import kept_rows
 from rabo_bench.submodel import StructuredMask
+from rabo_bench.submodel.channels import kept_rows
 
 
 class ConvNet(nn.Module):

@@ -41,9 +41,8 @@ from typing import Literal
 import torch
 from torch.nn import functional as F
 
-from rabo_bench.federated.policies import kept_rows
 from rabo_bench.params import Params
-from rabo_bench.submodel.channels import ChannelLayer, Member
+from rabo_bench.submodel.channels import ChannelLayer, Member, kept_rows
 
 Kind = Literal["conv4", "resnet12", "resnet_cifar"]
 _KINDS = ("conv4", "resnet12", "resnet_cifar")

@@ -14,6 +14,7 @@ parameters that make the channel); channel importance is the l2 norm over them (
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,13 @@ from rabo_bench.params import Params
 from rabo_bench.submodel.mask import StructuredMask
 
 Member = tuple[str, str, int]  # (side "x" or "y", parameter name, dimension)
+
+
+def kept_rows(capacity: float, rows: int) -> int:
+    """ceil(r * C) rows, at least 1 (with a guard against 0.1 * 10 = 1.0000000000000002)."""
+    if not 0 < capacity <= 1:
+        raise ValueError(f"capacity must be in (0, 1], got {capacity}")
+    return max(1, math.ceil(capacity * rows - 1e-9))
 
 
 @dataclass(frozen=True)

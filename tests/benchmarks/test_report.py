@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.benchmarks.report import write
+from rabo_bench.report.performance import write
 
 PEAK = {"dtype": "float64", "matmul_flop_per_s": 1e10, "matmul_size": 2048, "threads": 2}
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from rabo_bench.algorithms import available, get
-from rabo_bench.federated.policies import ChannelImportance, kept_rows
+from rabo_bench.federated.policies import ChannelImportance
+from rabo_bench.submodel.channels import kept_rows
 
 
 def test_registry_lists_the_paper_methods():

@@ -1,7 +1,7 @@
 """Turn a pytest-benchmark JSON from ``make bench`` into results/performance/: README.md (tables),
 PROVENANCE.md (command, commit, machine, date, wall time) and the raw JSON beside them.
 
-    python -m tests.benchmarks.report BENCH_JSON OUTDIR [--gpu GPU_JSON] [--wall-seconds S]
+    python -m rabo_bench.report.performance BENCH_JSON OUTDIR [--gpu GPU_JSON] [--wall-seconds S]
 
 ``--gpu`` merges a run of the same benchmarks on a GPU machine: a CPU-vs-GPU table of the round
 times at N = 100, 1000, 10000, labelled with the GPU model that run recorded. Times are medians
@@ -284,7 +284,7 @@ def write(bench: Path, out: Path, gpu: Path | None, wall: float | None, command:
     body = [
         "# Performance benchmarks",
         "",
-        f"Written by `tests/benchmarks/report.py` from `{bench.name}` (`make bench`); "
+        f"Written by `rabo_bench/report/performance.py` from `{bench.name}` (`make bench`); "
         "machine and commit in PROVENANCE.md.",
         "",
         *round_section(results),
