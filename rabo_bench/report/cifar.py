@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from rabo_bench.algorithms import display_name
+from rabo_bench.report.claims import cifar_claims_table, plateau_table
 from rabo_bench.report.costs import relative_costs
 from rabo_bench.report.curves import write_budget_curves
 from rabo_bench.report.omniglot import accuracy_table, mean_ci_cell
@@ -119,6 +120,23 @@ def write_cifar_report(folder: Path, results: pd.DataFrame) -> list[Path]:
     if "rabo" in ours and "fedavg" in ours:
         gap = ours["rabo"]["all"] - ours["fedavg"]["all"]
         lines.append(f"- RABO minus FedAvg without tuning (full model): {gap:+.2f} points")
+    lines += [
+        "",
+        "## The paper's claims, paired over seeds",
+        "",
+        "Per-seed differences of final accuracy (every method of a seed starts from the same "
+        "point with common random numbers); mean and Student-t 95% CI over the seeds. A "
+        "verdict needs the interval to exclude 0.",
+        "",
+        *cifar_claims_table(finals),
+        "",
+        "## Have the curves flattened?",
+        "",
+        "Change of the seed-mean accuracy over the last fifth of the rounds against the 95% CI "
+        "over the seeds at the last round ('flat' when within it).",
+        "",
+        *plateau_table(results),
+    ]
     lines += [
         "",
         "## Learned VS-loss parameters at the last round (Delta = 2 sigmoid(d), iota)",

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from rabo_bench.report.claims import paired_gain, plateau_table, verdict
+from rabo_bench.report.claims import cifar_claims_table, paired_gain, plateau_table, verdict
 
 
 def test_paired_gain_is_the_mean_and_t_interval_of_per_seed_differences():
@@ -38,3 +38,25 @@ def test_plateau_compares_the_last_fifth_with_the_seed_interval():
     assert cells[2] == "50 -> 60"  # the first evaluated round at or after 0.8 Q
     assert float(cells[3]) == pytest.approx(0.0, abs=1e-9)  # +1, 0, -1 points: mean 0
     assert cells[5] == "yes"
+
+
+def test_cifar_claims_pair_each_seed_with_the_mean_of_the_four_sub_model_baselines():
+    accuracy = {  # per seed; the baselines' mean is 0.20, 0.21, 0.22
+        "rabo": (0.30, 0.32, 0.31),
+        "rafbo": (0.25, 0.26, 0.27),
+        **{b: (0.20, 0.21, 0.22) for b in ("static", "oap", "fedrolex", "fiarse")},
+    }
+    finals = pd.DataFrame(
+        [
+            {"setting": "", "algorithm": a, "seed": seed, "accuracy": acc}
+            for a, values in accuracy.items()
+            for seed, acc in enumerate(values)
+        ]
+    )
+    rows = {line.split("|")[1].strip(): line for line in cifar_claims_table(finals)[2:]}
+    rabo = [c.strip() for c in rows["RABO above the sub-model mean"].strip("|").split("|")]
+    mean, half, _ = paired_gain(pd.Series([30.0, 32.0, 31.0]), pd.Series([20.0, 21.0, 22.0]))
+    assert rabo[1] == "+9.97" and rabo[2] == f"{mean:+.2f} ± {half:.2f} (3 seeds)"
+    assert rabo[3] == "holds"  # differences 10, 11, 9
+    assert rows["RAFBO below RABO"].rstrip(" |").endswith("holds")
+    assert "FedMBO (full) above RABO" not in rows  # no FedMBO runs: no row
