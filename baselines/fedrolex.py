@@ -10,8 +10,8 @@ from typing import ClassVar
 import torch
 
 from rabo_bench.algorithms import register, single_level
-from rabo_bench.federated.context import ClientMasks
 from rabo_bench.federated.policies import MaskPolicy, layer_masks, per_capacity
+from rabo_bench.submodel import ClientMasks
 from rabo_bench.submodel.channels import ChannelLayers
 
 

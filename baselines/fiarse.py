@@ -18,7 +18,6 @@ from typing import ClassVar
 import torch
 
 from rabo_bench.algorithms import register, single_level
-from rabo_bench.federated.context import ClientMasks
 from rabo_bench.federated.policies import (
     MaskPolicy,
     layer_masks,
@@ -26,7 +25,7 @@ from rabo_bench.federated.policies import (
     prefix_channels,
 )
 from rabo_bench.params import Params
-from rabo_bench.submodel import ElementMask
+from rabo_bench.submodel import ClientMasks, ElementMask
 from rabo_bench.submodel.channels import ChannelLayers
 
 

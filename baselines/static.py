@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rabo_bench.algorithms import register, single_level
-from rabo_bench.federated.context import ClientMasks
 from rabo_bench.federated.policies import MaskPolicy, layer_masks, per_capacity, prefix_channels
+from rabo_bench.submodel import ClientMasks
 from rabo_bench.submodel.channels import ChannelLayers
 
 

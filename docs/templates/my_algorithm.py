@@ -1,10 +1,10 @@
-"""Template: a new federated algorithm as a recipe of round-engine parts (docs/extending.md).
+"""Template: a new federated algorithm as a recipe of round-loop parts (docs/extending.md).
 
 To use it, copy this file to ``baselines/<your_method>.py`` and rename what it registers. The
 algorithm registry imports every module of ``baselines/`` (installed as
 ``rabo_bench.baselines``) on first use, so the ``register(...)`` calls below are all it takes
 for ``rabo-bench list`` to show the methods and for a suite to name them. Nothing else changes,
-and no round loop is written here: there is one, in ``rabo_bench/federated/engine.py``.
+and no round loop is written here: there is one, in ``rabo_bench/federated/rounds.py``.
 
 An algorithm is ``Algorithm(name, description, policy, inner, outer)``:
 
@@ -27,11 +27,11 @@ from typing import ClassVar
 import torch
 
 from rabo_bench.algorithms import Algorithm, register, single_level
-from rabo_bench.federated.context import ClientMasks
 from rabo_bench.federated.inner import LocalSGD
 from rabo_bench.federated.outer import LocalHypergradient
 from rabo_bench.federated.policies import ImportanceSegments, MaskPolicy, layer_masks
 from rabo_bench.hypergrad import make_estimator
+from rabo_bench.submodel import ClientMasks
 from rabo_bench.submodel.channels import ChannelLayers
 
 # (1) A recipe of existing parts: RABO (see rabo_bench/algorithms/rabo.py) with the

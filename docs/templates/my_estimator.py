@@ -62,7 +62,7 @@ class NeumannOneBatch(HypergradientEstimator):
         if self.terms < 1 or self.eta <= 0:
             raise ValueError(f"needs terms >= 1 and eta > 0, got {self.terms}, {self.eta}")
 
-    # ``vectorisable`` (a property, True by default) says the vectorised client engine may run
+    # ``vectorisable`` (a property, True by default) says the vectorised client simulator may run
     # it under vmap: no branch on the data's values, randomness only from batches and ``draw``.
     # An estimator that stops on a residual (cg) returns False there.
 

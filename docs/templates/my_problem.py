@@ -52,7 +52,7 @@ class RidgeProblem(BilevelProblem):
     """x = {"log_lambda": (dim,)}, y = {"w": (dim,)}; named tensors, as ``torch.func`` takes."""
 
     # Client data are stacked tensors (M, n, ...) picked with ``client_row``, which also takes a
-    # batched client index: so the vectorised engine may run the clients under vmap.
+    # batched client index: so the vectorised simulator may run the clients under vmap.
     vectorisable = True
     # Other class flags (see problems/base.py): physical_submodels (losses accept the narrow
     # tensors of a structured sub-model), reports_accuracy, per_task_inner (few-shot episodes).

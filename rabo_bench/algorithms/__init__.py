@@ -1,4 +1,4 @@
-"""Algorithms as recipes of round-engine parts, behind one registry."""
+"""Algorithms as recipes of round-loop parts, behind one registry."""
 
 from rabo_bench.algorithms.recipe import Algorithm, single_level
 from rabo_bench.algorithms.registry import available, display_name, get, register, registered

@@ -86,7 +86,7 @@ def override_part(part: Any, changes: Mapping[str, Any], path: str) -> Any:
 
 @dataclass(frozen=True)
 class Algorithm:
-    """A named configuration of the round engine's parts."""
+    """A named configuration of the round loop's parts."""
 
     name: str
     description: str

@@ -1,5 +1,5 @@
 """One run: (problem setting, algorithm config, seed) (DESIGN.md §3), and the loop that drives
-the round engine for it.
+the round loop for it.
 
 ``expand`` turns a validated suite into run specs; ``execute_run`` runs one spec and returns
 its result rows, resuming from a checkpoint when one is given and ending early with status
@@ -32,7 +32,7 @@ from rabo_bench.algorithms import Algorithm
 from rabo_bench.engine.checkpoint import Checkpoint, RunState
 from rabo_bench.engine.results import METRICS, ORACLES, Row, check_metrics
 from rabo_bench.engine.suite import Suite
-from rabo_bench.federated.engine import FederatedRun, RoundReport
+from rabo_bench.federated.rounds import FederatedRun, RoundReport
 from rabo_bench.metrics.trained import TrainedCoordinates, submodel_accuracy
 from rabo_bench.problems import BilevelProblem
 from rabo_bench.problems.registry import identity_params, resolved_params

@@ -54,7 +54,7 @@ def coverage(masks: Masks) -> dict[str, torch.Tensor]:
 
 class MaskedSum:
     """The server's running  S_j = sum_{i in C_j} u_{i,j}  and  |C_j|  over the clients added
-    so far (one update at a time, or a stack of them from the vectorised engine). A sharded run
+    so far (one update at a time, or a stack of them from the vectorised simulator). A sharded run
     adds its local clients on each rank and all-reduces both sums (``all_reduce``)."""
 
     def __init__(self) -> None:

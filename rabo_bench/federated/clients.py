@@ -1,14 +1,14 @@
 """How the clients of one round are simulated (DESIGN.md §5).
 
 A solver writes what ONE client does as a function of a :class:`ClientView` that returns the
-client's upload as flat sub-model vectors, ``{"x": ..., "y": ...}``. A client engine runs that
+client's upload as flat sub-model vectors, ``{"x": ..., "y": ...}``. A client simulator runs that
 function for the clients and returns the server's :class:`MaskedSum` per key, from which the
 solver takes its step (SPEC eq. 6 and eq. 8):
 
 * :class:`SequentialClients`: one client after another with eager autograd oracles (default);
 * ``VectorisedClients`` (:mod:`.vectorised`): clients whose sub-models have the same size run
   at once under ``torch.func.vmap``;
-* ``Sharded`` (:mod:`.distributed`): either engine on this rank's share of the clients, the sums
+* ``Sharded`` (:mod:`.distributed`): either simulator on this rank's share of the clients, the sums
   all-reduced across ``torch.distributed`` ranks.
 
 All of them give the same rows; the vectorised and sharded ones differ from the sequential one
@@ -29,13 +29,14 @@ from rabo_bench.hypergrad import LocalObjective, OracleCounter, Oracles
 from rabo_bench.params import Params
 
 if TYPE_CHECKING:
-    from rabo_bench.federated.context import ClientMasks, CostLedger, RoundContext
+    from rabo_bench.federated.context import CostLedger, RoundContext
+    from rabo_bench.submodel import ClientMasks
 
 
 @dataclass
 class ClientView:
     """What one client's code sees: its objective, counted oracles and random stream, and a
-    tally of the parameters it receives and sends (booked to the ledger by the engine)."""
+    tally of the parameters it receives and sends (booked to the ledger by the simulator)."""
 
     objective: LocalObjective
     oracles: Oracles
@@ -118,7 +119,7 @@ def held(masks: ClientMasks, key: str) -> dict[str, torch.Tensor]:
     return (masks.x if key == "x" else masks.y).dense()
 
 
-class ClientEngine(ABC):
+class ClientSimulator(ABC):
     """Runs a client function for the clients of a round (see the module docstring)."""
 
     name: str
@@ -143,11 +144,11 @@ class ClientEngine(ABC):
         return result
 
     def finish_round(self, ctx: RoundContext) -> None:
-        """Called once the round is over (a sharded engine gathers the ledger here)."""
+        """Called once the round is over (a sharded simulator gathers the ledger here)."""
         return None
 
 
-class SequentialClients(ClientEngine):
+class SequentialClients(ClientSimulator):
     """One client after another, eager autograd oracles: simple and exact (the reference)."""
 
     name = "sequential"

@@ -16,8 +16,8 @@ import torch
 
 from rabo_bench.federated.aggregation import MaskedSum
 from rabo_bench.federated.clients import (
-    ClientEngine,
     ClientFn,
+    ClientSimulator,
     Phase,
     SequentialClients,
     Streams,
@@ -25,21 +25,13 @@ from rabo_bench.federated.clients import (
 from rabo_bench.hypergrad import OracleCounter
 from rabo_bench.params import Params
 from rabo_bench.problems.base import BilevelProblem
-from rabo_bench.submodel import StructuredMask
+from rabo_bench.submodel import ClientMasks
 
 
 def derive_generator(*keys: object) -> torch.Generator:
     """A generator seeded by a stable hash of ``keys`` (same keys, same stream, any machine)."""
     digest = hashlib.blake2b(repr(keys).encode(), digest_size=8).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
-
-
-@dataclass(frozen=True)
-class ClientMasks:
-    """Client i's sub-model in one round: m_{x,i}^q and m_{y,i}^q (SPEC eq. 3)."""
-
-    x: StructuredMask
-    y: StructuredMask
 
 
 @dataclass
@@ -65,14 +57,14 @@ class CostLedger:
 
 @dataclass
 class RoundContext:
-    """Everything a part may use in global iteration ``round``, and the client engine that
+    """Everything a part may use in global iteration ``round``, and the client simulator that
     simulates the clients (:mod:`rabo_bench.federated.clients`; sequential by default).
 
     ``state`` is what the parts carry from round to round (momentum, a warm-started linear
     solve, control variates, a sampler's position): a copy of the previous round's mapping,
     one entry per owner (a part's ``name``), saved with the run's checkpoints. A part reads its
     entry with :meth:`carried` and replaces it (``ctx.state[name] = new``), never mutating the
-    old value in place: the round engine may run a round twice from the same state (FLOP
+    old value in place: the round loop may run a round twice from the same state (FLOP
     counting) and keeps only the state the real round left. Values are tensors, numbers,
     strings, and lists or dicts of them (what ``torch.load(weights_only=True)`` reads back).
     Entries are server-side: client code that reads per-client entries by the client's index
@@ -82,15 +74,15 @@ class RoundContext:
     round: int
     capacities: Sequence[float]
     run_key: str
-    engine: ClientEngine | None = None
+    simulator: ClientSimulator | None = None
     state: dict[str, Any] = field(default_factory=dict)
     ledger: CostLedger = field(init=False)
 
     def __post_init__(self) -> None:
         self.ledger = CostLedger.empty(self.problem.num_clients)
         self.state = dict(self.state)  # the previous round's mapping stays as it was
-        if self.engine is None:
-            self.engine = SequentialClients()
+        if self.simulator is None:
+            self.simulator = SequentialClients()
 
     def carried(self, owner: str, initial: Callable[[], Any]) -> Any:
         """``owner``'s state from the previous round; ``initial()`` in the run's first round
@@ -113,10 +105,10 @@ class RoundContext:
         masked sums per upload key. ``streams`` may be a purpose name (fresh streams)."""
         if isinstance(streams, str):
             streams = self.streams(streams)
-        return self.engine.map(Phase(self, masks, streams, x, y), fn)
+        return self.simulator.map(Phase(self, masks, streams, x, y), fn)
 
     def one_client(
         self, client: int, fn, masks: list[ClientMasks], streams: Streams, x: Params, y: Params
     ):
         """``fn`` for client ``client`` alone (its result, not a sum)."""
-        return self.engine.one(Phase(self, masks, streams, x, y), client, fn)
+        return self.simulator.one(Phase(self, masks, streams, x, y), client, fn)

@@ -2,11 +2,11 @@
 
 Launched by ``torchrun`` (gloo on CPU, NCCL on GPU), every rank holds the whole state, computes
 the same masks from the same random streams, and simulates only its share of the clients
-(contiguous blocks) with its client engine. The server's masked aggregation becomes an
+(contiguous blocks) with its client simulator. The server's masked aggregation becomes an
 all-reduce of the masked sums and counts (:meth:`MaskedSum.all_reduce`); the per-client cost
 ledger is all-reduced at the end of the round. A single sampled client (FedMBO's Neumann factor)
 is computed by its owner and broadcast. Without an initialised process group of size > 1 the
-engine is used as it is.
+simulator is used as it is.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from rabo_bench.federated.clients import ClientEngine
+from rabo_bench.federated.clients import ClientSimulator
 
 
 def world() -> tuple[int, int]:
@@ -53,10 +53,10 @@ def shard(num_clients: int, rank: int, size: int) -> range:
     return range(start, start + base + (rank < extra))
 
 
-class Sharded(ClientEngine):
+class Sharded(ClientSimulator):
     """``base`` on this rank's clients; sums, single-client results and the ledger shared."""
 
-    def __init__(self, base: ClientEngine, rank: int, size: int) -> None:
+    def __init__(self, base: ClientSimulator, rank: int, size: int) -> None:
         self.base, self.rank, self.size = base, rank, size
         self.name = f"{base.name}, sharded over {size} ranks"
 
@@ -94,7 +94,7 @@ class Sharded(ClientEngine):
             ledger.params_down[i], ledger.params_up[i] = row[-2], row[-1]
 
 
-def sharded(engine: ClientEngine) -> ClientEngine:
-    """``engine`` sharded over the ranks of the initialised process group, if larger than one."""
+def sharded(simulator: ClientSimulator) -> ClientSimulator:
+    """``simulator`` sharded over the ranks of the initialised process group, if larger than one."""
     rank, size = world()
-    return engine if size == 1 else Sharded(engine, rank, size)
+    return simulator if size == 1 else Sharded(simulator, rank, size)

@@ -17,10 +17,11 @@ from typing import ClassVar
 
 import torch
 
-from rabo_bench.federated.context import ClientMasks, RoundContext
+from rabo_bench.federated.context import RoundContext
 from rabo_bench.hypergrad import Oracles
 from rabo_bench.params import Params
 from rabo_bench.problems.single_level import TASK_LOSS, SingleLevelLoss
+from rabo_bench.submodel import ClientMasks
 
 
 class InnerSolver(ABC):

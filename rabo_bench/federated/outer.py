@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rabo_bench.federated.aggregation import MaskedSum
-from rabo_bench.federated.context import ClientMasks, RoundContext
+from rabo_bench.federated.context import RoundContext
 from rabo_bench.federated.inner import InnerSolver
 from rabo_bench.hypergrad import HypergradientEstimator
 from rabo_bench.params import Params
+from rabo_bench.submodel import ClientMasks
 
 
 class OuterStep(ABC):

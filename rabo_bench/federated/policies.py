@@ -17,9 +17,8 @@ from typing import ClassVar
 
 import torch
 
-from rabo_bench.federated.context import ClientMasks
 from rabo_bench.params import Params
-from rabo_bench.submodel import StructuredMask
+from rabo_bench.submodel import ClientMasks, StructuredMask
 from rabo_bench.submodel.channels import ChannelLayer, ChannelLayers, kept_rows
 
 

@@ -1,9 +1,9 @@
-"""The vectorised client engine: clients with equally large sub-models run at once under vmap.
+"""The vectorised client simulator: clients with equally large sub-models run at once under vmap.
 
 Clients are grouped by (|x_sub|, |y_sub|, FIARSE thresholds). Inside a group every client's flat
 sub-model vector has the same length, so the solver's client function, the estimator and the
 oracles run unchanged on stacked tensors under ``torch.func.vmap``; only three things differ
-from the sequential engine:
+from the sequential simulator:
 
 * the objective (:class:`StackedObjective`) packs and unpacks sub-models by gathering and
   scattering flat indices (the same coordinates, in the same order, as the sequential
@@ -11,7 +11,7 @@ from the sequential engine:
   with :func:`rabo_bench.problems.base.client_row`);
 * the oracles are :class:`FunctionalOracles` (torch.func, no autograd.grad);
 * batches are drawn in Python from each client's own generator, in the same order as the
-  sequential engine draws them, then stacked, so both engines see identical samples.
+  sequential simulator draws them, then stacked, so both simulators see identical samples.
 
 Oracle counts and messages do not depend on the data, so the one traced count of a group is
 booked to each of its clients. Valid when the problem says ``vectorisable`` and the
@@ -28,7 +28,7 @@ from torch.func import vmap
 from torch.utils._pytree import tree_map
 
 from rabo_bench.federated.aggregation import MaskedSum
-from rabo_bench.federated.clients import ClientEngine, ClientView, held, unpack
+from rabo_bench.federated.clients import ClientSimulator, ClientView, held, unpack
 from rabo_bench.hypergrad import LocalObjective, OracleCounter
 from rabo_bench.hypergrad.oracles import FunctionalOracles
 from rabo_bench.params import Layout, Params
@@ -39,7 +39,7 @@ from rabo_bench.submodel.element import surrogate_weights
 @dataclass(frozen=True)
 class GroupStreams:
     """The generators of one group's clients inside ``vmap``: a draw is made from each client's
-    own generator (as the sequential engine would), stacked, and ``position`` (batched) picks
+    own generator (as the sequential simulator would), stacked, and ``position`` (batched) picks
     this client's row."""
 
     clients: tuple[int, ...]
@@ -62,7 +62,7 @@ class GroupStreams:
 
 def _index_params(params: Params) -> Params:
     """Each entry's flat position in ``Layout.of(params)``: packing these with a client's mask
-    gives the flat indices of its sub-model coordinates in the sequential engine's order."""
+    gives the flat indices of its sub-model coordinates in the sequential simulator's order."""
     out, start = {}, 0
     for name, t in params.items():
         out[name] = torch.arange(start, start + t.numel()).reshape(t.shape)
@@ -155,7 +155,7 @@ def groups_of(problem, masks, x: Params, y: Params, clients: Sequence[int]) -> l
     return groups
 
 
-class VectorisedClients(ClientEngine):
+class VectorisedClients(ClientSimulator):
     """Clients stacked by sub-model size and run under ``torch.func.vmap`` (module docstring).
     The grouping is computed once per round (masks are fixed within a round)."""
 

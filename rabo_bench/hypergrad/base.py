@@ -31,7 +31,7 @@ class HypergradientEstimator(ABC):
 
     @property
     def vectorisable(self) -> bool:
-        """True when clients may run this estimator under ``vmap`` (the vectorised engine): no
+        """True when clients may run this estimator under ``vmap`` (the vectorised simulator): no
         data-dependent control flow, random draws only through the objective's batches and
         :func:`draw`."""
         return True
@@ -45,8 +45,8 @@ class HypergradientEstimator(ABC):
 
 def draw(rng, sample: Callable[[torch.Generator], torch.Tensor]) -> torch.Tensor:
     """``sample(rng)``: a random draw an estimator makes besides its batches. Under the
-    vectorised engine ``rng`` stands for a group of clients, and each client gets the draw
-    from its own generator, as in the sequential engine (``rng.draw``)."""
+    vectorised simulator ``rng`` stands for a group of clients, and each client gets the draw
+    from its own generator, as in the sequential simulator (``rng.draw``)."""
     return sample(rng) if isinstance(rng, torch.Generator) else rng.draw(sample)
 
 

@@ -11,7 +11,7 @@ Counted calls run eagerly with ``torch.autograd`` double back-prop (2-4x less ov
 ``torch.func`` transforms per call on small problems, measured); ``grad_y_g_uncounted`` and
 ``inner_steps_uncounted`` use ``torch.func`` so that estimators can differentiate through them or
 ``vmap`` them. :class:`FunctionalOracles` counts the same calls but computes every one with
-``torch.func`` transforms, so whole clients can run under ``vmap`` (the vectorised engine).
+``torch.func`` transforms, so whole clients can run under ``vmap`` (the vectorised simulator).
 No matrix is ever formed here.
 """
 

@@ -26,7 +26,7 @@ def client_row(
     table: torch.Tensor, client: int | torch.Tensor, rows: torch.Tensor | None = None
 ) -> torch.Tensor:
     """``table[client]``, or ``table[client][rows]`` (a minibatch of the client's samples), for
-    an int client or a 0-dim index tensor. The vectorised engine runs a problem's losses under
+    an int client or a 0-dim index tensor. The vectorised simulator runs a problem's losses under
     ``vmap`` with a batched client index, where plain indexing would need the index's value;
     problems that set ``vectorisable`` pick their data with this. With ``rows`` only those rows
     are gathered (not the client's whole table first)."""
@@ -55,7 +55,7 @@ class BilevelProblem(ABC):
     # model x ⊙ m: then clients compute on the narrow model (SPEC eq. 4) and really save work.
     physical_submodels: bool = False
     # True when the losses accept a client index tensor (data picked with ``client_row``, all
-    # clients' batches of one shape), so the vectorised engine may run clients under vmap.
+    # clients' batches of one shape), so the vectorised simulator may run clients under vmap.
     vectorisable: bool = False
     # True when ``evaluate`` reports "accuracy": then the runner also evaluates the clients'
     # own sub-models (rabo_bench.metrics.trained)

@@ -1,6 +1,6 @@
 """Computation and communication of each run relative to FedMBO's, from saved results (SPEC §8).
 
-* communication: parameters sent up and down, counted message by message by the round engine;
+* communication: parameters sent up and down, counted message by message by the round loop;
 * oracle calls: every gradient, Hessian- and Jacobian-vector product, unweighted;
 * parameter-weighted computation: oracle calls x the mean parameter fraction P(r_i)/P(1) of the
   clients' sub-models (SPEC §8's accounting; every client of our algorithms makes the same

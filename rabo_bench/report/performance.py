@@ -131,7 +131,7 @@ def round_section(results: list[Result]) -> list[str]:
         if (TARGET_CLIENTS, algorithm) in gains
     ]
     lines = [
-        "## Synthetic round: sequential vs vectorised engine",
+        "## Synthetic round: sequential vs vectorised simulator",
         "",
         "One global round of the synthetic suite (noisy quadratic, d_x = d_y = 20, the suite's "
         "RABO/RAFBO settings, capacities 1..1/16 repeated over N clients); median wall time.",
@@ -194,7 +194,7 @@ def cnn_section(results: list[Result]) -> list[str]:
         f"## CNN round: Omniglot smoke ({rounds[0].info['setting']})",
         "",
         "One global round, 10 clients training Conv4 sub-models of width 4 x capacity, "
-        "sequential engine; float32.",
+        "sequential simulator; float32.",
         "",
         *table(["algorithm", "time", "GFLOP", "FLOP frac.", "rounds timed"], rows),
         "",

@@ -247,3 +247,11 @@ def scatter(params: Params, mask, sub: Params) -> Params:
 def embed(mask, sub: Params, like: Params) -> Params:
     """The sub-model as a full-shaped dict, zero off the mask: x ⊙ m (SPEC eq. 5/7)."""
     return mask.embed(sub, like)
+
+
+@dataclass(frozen=True)
+class ClientMasks:
+    """Client i's sub-model in one round: m_{x,i}^q and m_{y,i}^q (SPEC eq. 3)."""
+
+    x: StructuredMask
+    y: StructuredMask

@@ -5,7 +5,7 @@ Counting rule (the convention of ``rabo_bench.metrics.cost``, extended to vector
 attention at 2 FLOPs per multiply-add, but counts nothing for the matrix-vector and dot kernels
 (aten.mv, aten.addmv, aten.dot, aten.vdot) that a one-client synthetic round is made of, while
 the same products batched by ``vmap`` become bmm and are counted. So those four are registered
-here at 2 FLOPs per multiply-add too; without them the sequential and the vectorised engine
+here at 2 FLOPs per multiply-add too; without them the sequential and the vectorised simulator
 would be counted by different rules. Elementwise ops, reductions, activations, indexing and the
 loss are not counted by either (so the fraction is a lower bound on the arithmetic done).
 

@@ -1,7 +1,7 @@
 """One global round of the Omniglot ``smoke`` setting (5-way 1-shot, Conv4 of width 4, one
 episode per batch, 10 clients with capacities 1..1/16; suites/omniglot.toml) for RABO and
-RAFBO with the preset's overrides, on the sequential engine: clients train physically narrow
-CNNs of different widths, which do not stack (the vectorised engine refuses this problem).
+RAFBO with the preset's overrides, on the sequential simulator: clients train physically narrow
+CNNs of different widths, which do not stack (the vectorised simulator refuses this problem).
 FLOPs are counted on one untimed round (convolutions and matmuls, float32). Needs the
 Omniglot data (RABO_BENCH_DATA)."""
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from rabo_bench.engine.suite import Suite, load_suite
-from rabo_bench.federated.engine import FederatedRun
+from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.problems.registry import make_problem
 from tests.benchmarks.flops import count_flops, record
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rabo_bench.engine.suite import load_suite
-from rabo_bench.federated.engine import FederatedRun
+from rabo_bench.federated.rounds import FederatedRun
 from tests.benchmarks.flops import count_flops
 from tests.benchmarks.rounds import scaled
 

@@ -1,13 +1,13 @@
 """One global round of the synthetic suite (RABO, RAFBO) at N = 10 .. 10000 clients, sequential
-engine vs vectorised engine (DESIGN.md §5: the vectorised one should be 10x faster at N = 1000).
+engine vs vectorised simulator (DESIGN.md §5: the vectorised one should be 10x faster at N = 1000).
 
 Problem and algorithm settings are the synthetic suite's (suites/synthetic.toml): the noisy
 quadratic with d_x = d_y = 20, the suite's RABO/RAFBO overrides, num_clients scaled to N and the
 capacity pattern {1, 1, 1/2, ..., 1/16} repeated. Each point times ``ROUNDS[N]`` further rounds
 of one run after ``WARMUP[N]`` untimed ones (a sequential round at N = 10000 takes minutes).
 
-FLOPs of a round (rule in tests/benchmarks/flops.py): the vectorised engine's are counted on
-one untimed round at N. The sequential engine's are N / 10 times those of a sequential round of
+FLOPs of a round (rule in tests/benchmarks/flops.py): the vectorised simulator's are counted on
+one untimed round at N. The sequential simulator's are N / 10 times those of a sequential round of
 the 10-client problem: its clients run one after another, each client's counted work depends
 only on its capacity, which repeats with period 10, and the server's averaging has no counted
 kernel (test_flops.py checks this linearity); counting directly would cost 5x a round, i.e.
@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from rabo_bench.engine.suite import Suite, load_suite
-from rabo_bench.federated.engine import FederatedRun
+from rabo_bench.federated.rounds import FederatedRun
 from tests.benchmarks.flops import count_flops, record
 from tests.benchmarks.rounds import scaled
 

@@ -11,7 +11,7 @@ import torch
 
 from rabo_bench.engine.suite import load_suite
 from rabo_bench.federated.distributed import init_from_env, leave
-from rabo_bench.federated.engine import FederatedRun
+from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.problems.registry import make_problem
 
 ROUNDS = 3
@@ -28,7 +28,7 @@ def trajectories(clients: str) -> dict[str, dict]:
             ledger = run.step().ledger
             counters = [c.as_dict() for c in ledger.counters]
             ledgers.append((counters, ledger.params_down, ledger.params_up))
-        out[name] = {"x": run.x, "y": run.y, "ledgers": ledgers, "engine": run.engine.name}
+        out[name] = {"x": run.x, "y": run.y, "ledgers": ledgers, "simulator": run.simulator.name}
     return out
 
 

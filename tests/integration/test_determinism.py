@@ -94,11 +94,11 @@ def test_rounds_and_eval_every_do_not_change_the_trajectory(first, tmp_path):
 
 
 def test_client_engine_is_an_execution_choice_not_part_of_the_run_id(first, tmp_path):
-    """``clients`` reaches the round engine (an unknown name fails there) and leaves the run
+    """``clients`` reaches the round loop (an unknown name fails there) and leaves the run
     ids, the trajectory's identity, unchanged."""
     suite = load_suite("synthetic", "smoke", seeds=1, algorithm_names=["fedmbo"])
     quiet = {"progress": False, "echo": lambda _: None}
-    with pytest.raises(ValueError, match="unknown client engine 'bogus'"):
+    with pytest.raises(ValueError, match="unknown client simulator 'bogus'"):
         execute_suite(suite, tmp_path / "bogus", clients="bogus", **quiet)
     execute_suite(suite, tmp_path / "vectorised", clients="vectorised", **quiet)
     rows = read_rows(tmp_path / "vectorised" / "results.csv")

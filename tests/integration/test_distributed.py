@@ -35,7 +35,7 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, clients):
     assert sharded.keys() == single.keys()
     for name, ref in single.items():
         got = sharded[name]
-        assert got["engine"] == f"{clients}, sharded over 2 ranks"
+        assert got["simulator"] == f"{clients}, sharded over 2 ranks"
         for key in ("x", "y"):
             for param, value in ref[key].items():
                 torch.testing.assert_close(got[key][param], value, rtol=0, atol=1e-10)

@@ -20,7 +20,7 @@ import torch
 from rabo_bench.algorithms import available, get, registry
 from rabo_bench.cli import main
 from rabo_bench.engine.results import read_rows
-from rabo_bench.federated.engine import FederatedRun
+from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.hypergrad import available_estimators, make_estimator
 from rabo_bench.hypergrad import base as estimator_registry
 from rabo_bench.hypergrad.compare import Setting, compare_estimators
@@ -112,7 +112,7 @@ def test_problem_template_has_true_closed_forms_and_runs_as_a_suite(registries, 
     exact = template.RidgeProblem(batch_size=0)
     row = compare_estimators(exact, [Setting("exact")]).iloc[0]
     assert row.rel_error < 1e-10  # autograd through the losses agrees with the closed form
-    # vectorisable = True is true: both client engines give the same iterate
+    # vectorisable = True is true: both client simulators give the same iterate
     problem = template.RidgeProblem()
     runs = [two_rounds(problem, get("rabo"), clients) for clients in ("sequential", "vectorised")]
     torch.testing.assert_close(runs[0].x, runs[1].x, rtol=0, atol=1e-10)

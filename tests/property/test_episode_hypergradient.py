@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 
 from rabo_bench.algorithms import get
 from rabo_bench.federated.context import derive_generator
-from rabo_bench.federated.engine import FederatedRun
+from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.models.networks import forward
 from rabo_bench.problems.fewshot import FewShotConfig, FewShotProblem
 

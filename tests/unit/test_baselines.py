@@ -10,8 +10,8 @@ from rabo_bench.baselines.fedrolex import RollingWindow
 from rabo_bench.baselines.fiarse import global_top_k, matching_fraction
 from rabo_bench.baselines.static import StaticPrefix
 from rabo_bench.federated.context import derive_generator
-from rabo_bench.federated.engine import FederatedRun
 from rabo_bench.federated.policies import ChannelImportance
+from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.hypergrad import LocalObjective, Oracles
 from rabo_bench.problems import QuadraticBilevel
 from rabo_bench.submodel.element import surrogate_weights

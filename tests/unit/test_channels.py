@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rabo_bench.federated.context import ClientMasks
 from rabo_bench.federated.policies import (
     ChannelImportance,
     FixedSegments,
@@ -18,7 +17,7 @@ from rabo_bench.federated.policies import (
     layer_masks,
     prefix_channels,
 )
-from rabo_bench.submodel import StructuredMask
+from rabo_bench.submodel import ClientMasks, StructuredMask
 from rabo_bench.submodel.channels import ChannelLayer, ChannelLayers
 
 

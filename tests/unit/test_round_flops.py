@@ -1,4 +1,4 @@
-"""The ``flops`` cost column: the round engine counts a round's FLOPs with FlopCounterMode on
+"""The ``flops`` cost column: the round loop counts a round's FLOPs with FlopCounterMode on
 problems with physical sub-models (changing no number), the runner makes the column cumulative,
 and problems without physical sub-models (the synthetic ones) leave it empty after round 0.
 
@@ -12,10 +12,10 @@ import itertools
 import pytest
 import torch
 
-import rabo_bench.federated.engine as engine
+import rabo_bench.federated.rounds as engine
 from rabo_bench.engine.run import _Accumulator, execute_run, expand
 from rabo_bench.engine.suite import load_suite
-from rabo_bench.federated.engine import FederatedRun
+from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.problems.registry import make_problem
 
 

@@ -12,12 +12,11 @@ import torch
 
 from rabo_bench.algorithms import get
 from rabo_bench.engine.suite import SUITES_DIR
-from rabo_bench.federated.context import ClientMasks
 from rabo_bench.federated.policies import ImportanceSegments, segment_of
 from rabo_bench.metrics.trained import TrainedCoordinates, submodel_accuracy
 from rabo_bench.problems import QuadraticBilevel
 from rabo_bench.report.summary import uncovered_note
-from rabo_bench.submodel import StructuredMask
+from rabo_bench.submodel import ClientMasks, StructuredMask
 from tests.cli import run_cli
 
 

@@ -1,4 +1,4 @@
-"""The round engine against hand-computed rounds (issue 3 acceptance points)."""
+"""The round loop against hand-computed rounds (issue 3 acceptance points)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import torch
 
 from rabo_bench.algorithms import get
 from rabo_bench.federated.context import RoundContext, derive_generator
-from rabo_bench.federated.engine import FederatedRun
 from rabo_bench.federated.inner import LocalSGD, MinibatchSGD
 from rabo_bench.federated.policies import FullModel
+from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.hypergrad import LocalObjective, Oracles, make_estimator
 from rabo_bench.problems import QuadraticBilevel
 

@@ -1,4 +1,4 @@
-"""The one round engine (DESIGN.md §1): mask policy -> inner solver -> outer step, every algorithm.
+"""The one round loop (DESIGN.md §1): mask policy -> inner solver -> outer step, every algorithm.
 
 One global iteration q (SPEC §2, Algorithm 1):
     masks   = policy.assign(x^q, y^q, r)                      server, eq. (3)
@@ -8,7 +8,7 @@ One global iteration q (SPEC §2, Algorithm 1):
 Parts that carry state between rounds (momentum, warm starts) keep it in the run's ``state``
 (``RoundContext.state``), which is checkpointed with x and y.
 Each part records its clients' oracle calls and messages. How the clients are simulated is the
-run's client engine (``clients``, :mod:`rabo_bench.federated.clients`): in sequence, vectorised
+run's client simulator (``clients``, :mod:`rabo_bench.federated.clients`): in sequence, vectorised
 under vmap, either of them sharded over torch.distributed ranks; the results are the same.
 """
 
@@ -22,14 +22,14 @@ import torch.distributed as dist
 from torch.utils.flop_counter import FlopCounterMode
 
 from rabo_bench.federated.aggregation import coverage
-from rabo_bench.federated.clients import ClientEngine, SequentialClients
-from rabo_bench.federated.context import ClientMasks, CostLedger, RoundContext, derive_generator
+from rabo_bench.federated.clients import ClientSimulator, SequentialClients
+from rabo_bench.federated.context import CostLedger, RoundContext, derive_generator
 from rabo_bench.federated.distributed import sharded, world
 from rabo_bench.federated.vectorised import VectorisedClients
 from rabo_bench.hypergrad import OracleCounter
 from rabo_bench.params import Params
 from rabo_bench.problems.base import BilevelProblem
-from rabo_bench.submodel import StructuredMask
+from rabo_bench.submodel import ClientMasks, StructuredMask
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class RoundReport:
         return total
 
 
-CLIENT_ENGINES = ("auto", "sequential", "vectorised")
+CLIENT_SIMULATORS = ("auto", "sequential", "vectorised")
 # "auto" vectorises from this many clients on: below it vmap's fixed cost per call outweighs
 # the batching (measured, one round of the synthetic suite on 1 thread: 10 clients, RABO 0.35 s
 # sequential vs 0.95 s vectorised; 30 clients 0.34 s vs 0.27 s; 100 clients 0.82 s vs 0.30 s).
@@ -75,7 +75,7 @@ AUTO_MIN_CLIENTS = 20
 
 
 def why_not_vectorised(problem: BilevelProblem, algorithm) -> str | None:
-    """Why the vectorised engine cannot run ``algorithm`` on ``problem`` (None: it can)."""
+    """Why the vectorised simulator cannot run ``algorithm`` on ``problem`` (None: it can)."""
     if not problem.vectorisable:
         return f"problem {type(problem).__name__} picks client data by int (not vectorisable)"
     for part in (algorithm.inner, algorithm.outer):
@@ -85,16 +85,16 @@ def why_not_vectorised(problem: BilevelProblem, algorithm) -> str | None:
     return None
 
 
-def client_engine(problem: BilevelProblem, algorithm, clients: str = "auto") -> ClientEngine:
-    """The engine for ``clients`` (one of CLIENT_ENGINES): "auto" is vectorised where that is
-    valid and the run has at least AUTO_MIN_CLIENTS clients, else sequential. Under
+def client_simulator(problem: BilevelProblem, algorithm, clients: str = "auto") -> ClientSimulator:
+    """The client simulator for ``clients`` (one of CLIENT_SIMULATORS): "auto" is vectorised
+    where that is valid and the run has at least AUTO_MIN_CLIENTS clients, else sequential. Under
     torch.distributed (torchrun, world size > 1) each rank runs its share of the clients and
     the server's sums are all-reduced."""
-    if clients not in CLIENT_ENGINES:
-        raise ValueError(f"unknown client engine {clients!r}; choose one of {CLIENT_ENGINES}")
+    if clients not in CLIENT_SIMULATORS:
+        raise ValueError(f"unknown client simulator {clients!r}; choose one of {CLIENT_SIMULATORS}")
     reason = why_not_vectorised(problem, algorithm)
     if clients == "vectorised" and reason is not None:
-        raise ValueError(f"the vectorised client engine cannot run this: {reason}")
+        raise ValueError(f"the vectorised client simulator cannot run this: {reason}")
     vectorised = clients == "vectorised" or (
         clients == "auto" and reason is None and problem.num_clients >= AUTO_MIN_CLIENTS
     )
@@ -146,7 +146,7 @@ class FederatedRun:
         self.capacities, self.run_key = tuple(capacities), run_key
         self.x, self.y = problem.init_params(derive_generator(run_key, "init"))
         self.layers = problem.channel_layers(self.x, self.y)
-        self.engine = client_engine(problem, algorithm, clients)
+        self.simulator = client_simulator(problem, algorithm, clients)
         self.round = 0
         self.state: dict = {}  # what the parts carry between rounds (RoundContext.state)
         self._flop_counts: dict[tuple, dict[tuple, int]] = {}  # shapes -> calls -> FLOPs
@@ -200,14 +200,14 @@ class FederatedRun:
     def _context(self, state: dict) -> RoundContext:
         """A fresh round context starting from the carried ``state`` (which it copies)."""
         return RoundContext(
-            self.problem, self.round, self.capacities, self.run_key, self.engine, state
+            self.problem, self.round, self.capacities, self.run_key, self.simulator, state
         )
 
     def _advance(self, ctx: RoundContext, masks: list[ClientMasks]) -> tuple[Params, Params]:
         """The clients' work of the round: inner phase, outer phase, the server's steps."""
         x_mid, y_next = self.algorithm.inner.run(ctx, self.x, self.y, masks)
         x_next = self.algorithm.outer.run(ctx, x_mid, y_next, masks, self.algorithm.inner)
-        self.engine.finish_round(ctx)
+        self.simulator.finish_round(ctx)
         return x_next, y_next
 
     def _flops(

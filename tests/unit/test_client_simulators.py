@@ -1,4 +1,4 @@
-"""The vectorised client engine reproduces the sequential one (issue 8: to 1e-10 in float64).
+"""The vectorised client simulator reproduces the sequential one (issue 8: to 1e-10 in float64).
 
 Both engines run the same client code on the same batches; they differ only in the order of
 floating-point sums (stacked vs one-by-one aggregation) and in eager vs torch.func
@@ -13,7 +13,7 @@ import torch
 
 from rabo_bench.algorithms import get
 from rabo_bench.engine.suite import load_suite
-from rabo_bench.federated.engine import AUTO_MIN_CLIENTS, FederatedRun, why_not_vectorised
+from rabo_bench.federated.rounds import AUTO_MIN_CLIENTS, FederatedRun, why_not_vectorised
 from rabo_bench.problems import LogisticHyperProblem, QuadraticBilevel
 
 SUITE = load_suite("synthetic")
@@ -37,7 +37,7 @@ def trajectory(problem, algorithm, clients: str, rounds: int = 3):
 def assert_same_run(problem, algorithm):
     seq, seq_reports = trajectory(problem, algorithm, "sequential")
     vec, vec_reports = trajectory(problem, algorithm, "vectorised")
-    assert vec.engine.name == "vectorised" and seq.engine.name == "sequential"
+    assert vec.simulator.name == "vectorised" and seq.simulator.name == "sequential"
     for a, b in zip(seq.params, vec.params, strict=True):
         for name in a:
             torch.testing.assert_close(b[name], a[name], rtol=0, atol=TOL)
@@ -72,14 +72,14 @@ def test_vectorised_equals_sequential_for_other_estimators(estimator):
 
 def test_auto_vectorises_where_valid_from_enough_clients_and_says_why_not_elsewhere():
     small = next(problems())
-    assert FederatedRun(small, get("rabo"), CAPACITIES, "k").engine.name == "sequential"
+    assert FederatedRun(small, get("rabo"), CAPACITIES, "k").simulator.name == "sequential"
     many = CAPACITIES * (AUTO_MIN_CLIENTS // len(CAPACITIES) + 1)
     large = QuadraticBilevel(dim_x=3, dim_y=3, num_clients=len(many))
-    assert FederatedRun(large, get("rabo"), many, "k").engine.name == "vectorised"
+    assert FederatedRun(large, get("rabo"), many, "k").simulator.name == "vectorised"
     cg = get("rabo", {"outer": {"estimator": {"type": "cg"}}})
-    assert FederatedRun(large, cg, many, "k").engine.name == "sequential"
+    assert FederatedRun(large, cg, many, "k").simulator.name == "sequential"
     assert "cg" in why_not_vectorised(large, cg)
     with pytest.raises(ValueError, match="cannot run this"):
         FederatedRun(small, cg, CAPACITIES, "k", clients="vectorised")
-    with pytest.raises(ValueError, match="unknown client engine"):
+    with pytest.raises(ValueError, match="unknown client simulator"):
         FederatedRun(small, get("rabo"), CAPACITIES, "k", clients="threads")
