@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ from rabo_bench.data.archives import load_archive
 from rabo_bench.engine.problems import ParamError, archives_needed, problem_config
 from rabo_bench.engine.suite_file import Checker, Source, is_int, is_number, read_toml
 
-SUITES_DIR = Path(__file__).resolve().parents[2] / "suites"
+# The suites shipped with the package: the top-level suites/ folder, installed as the package
+# rabo_bench.suites (pyproject.toml), a folder on disk wherever rabo-bench is installed.
+SUITES_DIR = Path(resources.files("rabo_bench.suites"))
 TOP_KEYS = (
     "name",
     "description",
@@ -77,16 +80,17 @@ class Suite:
         return self.settings or (self,)
 
     @property
-    def out_name(self) -> str:
-        """The default output folder's name: ``<suite>`` or ``<suite>-<preset>``."""
-        return f"{self.name}-{self.preset}" if self.preset else self.name
+    def default_out(self) -> Path:
+        """The default output folder: ``out/<suite>`` or ``out/<suite>-<preset>`` under the
+        working directory (an installed rabo-bench has no source tree to write into)."""
+        return Path.cwd() / "out" / (f"{self.name}-{self.preset}" if self.preset else self.name)
 
     def algorithm(self, name: str) -> Algorithm:
         return algorithms.get(name, self.overrides.get(name))
 
 
 def find_suite(name_or_path: str) -> Path:
-    """A suite name in the repository's ``suites/`` folder, or a path to a .toml file."""
+    """A suite shipped with the package (``SUITES_DIR``) by name, or a path to a .toml file."""
     if name_or_path.endswith(".toml") or "/" in name_or_path or "\\" in name_or_path:
         path = Path(name_or_path)
         if not path.is_file():

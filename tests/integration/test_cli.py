@@ -99,6 +99,15 @@ def test_no_mlflow_writes_no_store(tmp_path, capsys):
     assert not (out / "mlflow.db").exists() and not (out / "mlartifacts").exists()
 
 
+def test_the_default_output_folder_is_under_the_working_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["--algorithms", "fedmbo", "--seeds", "1", "--rounds", "1", "--no-mlflow"]
+    code, stdout, err = run_cli(capsys, *SMOKE, *args)
+    assert code == 0, err
+    assert f"output folder: {tmp_path / 'out' / 'synthetic-smoke'}" in stdout
+    assert (tmp_path / "out" / "synthetic-smoke" / "results.csv").is_file()
+
+
 def test_broken_mlflow_only_warns_and_keeps_every_result(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
