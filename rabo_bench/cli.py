@@ -50,6 +50,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _assignment(text: str) -> dict:
+    from rabo_bench.engine.suite_file import parse_assignment
+
+    try:
+        return parse_assignment(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _names(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
@@ -66,6 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a suite (skips runs already in the output folder)")
     run.add_argument("suite", help="a suite name (see list) or a path to a .toml file")
     run.add_argument("--preset", help="a preset of the suite, e.g. smoke")
+    run.add_argument(
+        "--set",
+        type=_assignment,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a key of the suite after its preset and settings, checked like the file: "
+        "KEY dotted, VALUE in TOML (strings quoted), e.g. rounds=5, problem.width=8, "
+        "overrides.rabo.outer.lr=0.1, overrides.single_level.inner.steps=1; repeatable",
+    )
     run.add_argument("--algorithms", type=_names, help="comma-separated subset, e.g. rabo,fedmbo")
     run.add_argument("--seeds", type=_positive_int, metavar="N", help="run seeds 0 .. N-1")
     run.add_argument("--rounds", type=_positive_int, metavar="Q", help="global iterations")
@@ -195,6 +214,7 @@ def cmd_run(args: argparse.Namespace) -> None:
             rounds=args.rounds,
             seeds=args.seeds,
             algorithm_names=args.algorithms,
+            changes=args.set,
         )
         if args.settings:
             suite = suite.only_settings(args.settings)

@@ -1,6 +1,6 @@
 """Algorithms as recipes of round-engine parts, behind one registry."""
 
 from rabo_bench.algorithms.recipe import Algorithm, single_level
-from rabo_bench.algorithms.registry import available, display_name, get, register
+from rabo_bench.algorithms.registry import available, display_name, get, groups, register
 
-__all__ = ["Algorithm", "available", "display_name", "get", "register", "single_level"]
+__all__ = ["Algorithm", "available", "display_name", "get", "groups", "register", "single_level"]

@@ -96,6 +96,23 @@ def test_a_setting_error_points_at_the_setting_table(capsys, tmp_path):
     assert f"3 clients (problem.num_clients, line {line})" in text
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("rounds", "argument --set: 'rounds': give one KEY=VALUE"),
+        ("problem.dim_x=twenty", "strings need quotes"),
+        ('problem.dim_x="twenty"', "synthetic.toml (--set): problem.dim_x = 'twenty' must be"),
+        ("rounds=0", "synthetic.toml (--set): rounds = 0 must be an integer >= 1"),
+        ("bogus=1", "synthetic.toml (--set): unknown key bogus"),
+        ("overrides.all.outer.lr=0.1", "(--set): overrides.all: unknown setting fedavg.outer"),
+        ("problem.num_clients=3", "the problem has 3 clients (problem.num_clients, --set)"),
+    ],
+)
+def test_a_bad_set_is_refused_in_one_line(capsys, tmp_path, change, message):
+    text = refuse(capsys, tmp_path, "run", "synthetic", "--preset", "smoke", "--set", change)
+    assert message in text
+
+
 def test_key_lines_follow_tables_dotted_and_quoted_keys():
     text = 'a = 1\n[t.u]   # c\nb.c = 2\n"q.r" = 3\n[[arr]]\nd = { e = 4 }\n'
     lines = key_lines(text)
