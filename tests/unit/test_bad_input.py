@@ -64,7 +64,7 @@ def line_of(path: str, needle: str) -> int:
         ("dim_y = 6 }", "dim_y = -6 }", "dim_y = -6", "dim_x, dim_y, num_clients"),
         ("seeds = 2", "seeds = 2\nbogus = 1", "bogus = 1", "unknown key presets.smoke.bogus"),
         ('"oap", "fedavg"]', '"oap", "fedavg", "oap"]', "algorithms =", "has duplicates"),
-        ("[overrides.fiarse]", "[overrides.nope]", "[overrides.nope]", "unknown algorithm 'nope'"),
+        ("[overrides.rafbo]", "[overrides.nope]", "[overrides.nope]", "unknown algorithm 'nope'"),
     ],
 )
 def test_suite_errors_name_file_line_and_key(capsys, tmp_path, old, new, written, message):
