@@ -16,7 +16,6 @@ from rabo_bench.engine.checkpoint import DEFAULT_CHECKPOINTS, CheckpointPolicy
 from rabo_bench.engine.sweep import ENGINES
 
 PROG = "rabo-bench"
-REPO = Path(__file__).resolve().parents[1]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,6 +50,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _assignment(text: str) -> dict:
+    from rabo_bench.engine.suite_file import parse_assignment
+
+    try:
+        return parse_assignment(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _names(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
@@ -65,15 +73,25 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("list", help="algorithms, suites and presets")
     run = commands.add_parser("run", help="run a suite (skips runs already in the output folder)")
-    run.add_argument("suite", help="a suite name in suites/ or a path to a .toml file")
+    run.add_argument("suite", help="a suite name (see list) or a path to a .toml file")
     run.add_argument("--preset", help="a preset of the suite, e.g. smoke")
+    run.add_argument(
+        "--set",
+        type=_assignment,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a key of the suite after its preset and settings, checked like the file: "
+        "KEY dotted, VALUE in TOML (strings quoted), e.g. rounds=5, problem.width=8, "
+        "overrides.rabo.outer.lr=0.1, overrides.single_level.inner.steps=1; repeatable",
+    )
     run.add_argument("--algorithms", type=_names, help="comma-separated subset, e.g. rabo,fedmbo")
     run.add_argument("--seeds", type=_positive_int, metavar="N", help="run seeds 0 .. N-1")
     run.add_argument("--rounds", type=_positive_int, metavar="Q", help="global iterations")
     run.add_argument(
         "--settings", type=_names, help="comma-separated subset of the suite's [settings]"
     )
-    run.add_argument("--out", type=Path, help="output folder (default <repo>/out/<suite>[-preset])")
+    run.add_argument("--out", type=Path, help="output folder (default ./out/<suite>[-preset])")
     tracking = run.add_mutually_exclusive_group()
     tracking.add_argument(
         "--mlflow-uri", help="MLflow tracking URI (default sqlite <out>/mlflow.db)"
@@ -129,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     cost = commands.add_parser(
         "cost", help="SPEC §8 cost accounting (parameter and FLOP fractions) of a suite"
     )
-    cost.add_argument("suite", help="a suite name in suites/ or a path to a .toml file")
+    cost.add_argument("suite", help="a suite name (see list) or a path to a .toml file")
     cost.add_argument(
         "--presets", type=_names, default=["paper", "cpu"], help="comma-separated presets"
     )
@@ -196,10 +214,11 @@ def cmd_run(args: argparse.Namespace) -> None:
             rounds=args.rounds,
             seeds=args.seeds,
             algorithm_names=args.algorithms,
+            changes=args.set,
         )
         if args.settings:
             suite = suite.only_settings(args.settings)
-        out = (args.out or REPO / "out" / suite.out_name).resolve()
+        out = (args.out or suite.default_out).resolve()
         if suite.rates:
             from rabo_bench.theory.rates import RateGrid
 

@@ -1,8 +1,8 @@
 """``make estimators``: the six hypergradient estimators against closed forms on two problems.
 
 Prints one table (relative error to grad F, oracle calls, wall time per estimator setting) and
-writes it as markdown to ``out/estimators/estimators.md`` in the project root. Seconds on a
-laptop CPU.
+writes it as markdown to ``out/estimators/estimators.md`` under the working directory (the
+project root for ``make estimators``). Seconds on a laptop CPU.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rabo_bench.hypergrad.compare import Setting, compare_estimators, to_markdow
 from rabo_bench.problems import LogisticHyperProblem, QuadraticBilevel
 
 SEED = 0
-OUT_DIR = Path(__file__).resolve().parent.parent / "out" / "estimators"
+OUT_DIR = Path("out") / "estimators"
 
 
 def logistic_inner_lr(problem: LogisticHyperProblem) -> float:

@@ -95,6 +95,12 @@ class Algorithm:
     outer: OuterStep
     label: str | None = None  # how reports name it, e.g. "OAP (our interpretation)"
 
+    @property
+    def bilevel(self) -> bool:
+        """Whether it has an outer step on x (the single-level baselines train x in the inner
+        phase and have none)."""
+        return not isinstance(self.outer, NoOuterStep)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -3,13 +3,14 @@
 RABO and RAFBO live in :mod:`rabo_bench.algorithms.rabo`; every module of the
 ``rabo_bench.baselines`` package (the top-level ``baselines/`` folder) is imported on first use,
 so adding an algorithm is one new file that calls :func:`register`, and no other change.
+``groups`` names sets of algorithms that a suite's overrides may address at once.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,11 +18,19 @@ from rabo_bench.algorithms.recipe import Algorithm
 
 _ALGORITHMS: dict[str, Algorithm] = {}
 _loaded = False
+# Override groups (suite files: ``[overrides.single_level]``), each a rule on the recipe.
+_GROUPS: dict[str, Callable[[Algorithm], bool]] = {
+    "all": lambda algorithm: True,
+    "bilevel": lambda algorithm: algorithm.bilevel,
+    "single_level": lambda algorithm: not algorithm.bilevel,
+}
 
 
 def register(algorithm: Algorithm) -> Algorithm:
     if algorithm.name in _ALGORITHMS:
         raise ValueError(f"algorithm {algorithm.name!r} is already registered")
+    if algorithm.name in _GROUPS:
+        raise ValueError(f"algorithm name {algorithm.name!r} is taken by an override group")
     _ALGORITHMS[algorithm.name] = algorithm
     return algorithm
 
@@ -61,6 +70,17 @@ def get(name: str, overrides: Mapping[str, Any] | None = None) -> Algorithm:
     if name not in _ALGORITHMS:
         raise ValueError(f"unknown algorithm {name!r}; choose one of {sorted(_ALGORITHMS)}")
     return _ALGORITHMS[name].with_overrides(overrides)
+
+
+def groups() -> dict[str, tuple[str, ...]]:
+    """Override group -> the registered algorithms in it, sorted: ``all``, ``bilevel`` (with an
+    outer step: RABO, RAFBO, FedMBO) and ``single_level`` (the sub-model and full-model
+    baselines that train x and y jointly)."""
+    _load_plugins()
+    return {
+        group: tuple(name for name in sorted(_ALGORITHMS) if rule(_ALGORITHMS[name]))
+        for group, rule in _GROUPS.items()
+    }
 
 
 def display_name(name: str) -> str:

@@ -1,26 +1,43 @@
-"""Suite files: load a TOML suite, apply a preset and command-line overrides, validate it all.
+"""Suite files: load a TOML suite, apply a preset and command-line values, validate it all.
 
 A suite (DESIGN.md §3) is problem setting x algorithms x seeds; the schema is documented in
 docs/suites.md ("Suite files"). ``load_suite`` validates the WHOLE resolved suite
 before anything runs, and every error is one ValueError line naming the file and the key.
+How the file's tables, presets, settings and the command line stack: ``suite_layers``.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from rabo_bench import algorithms
 from rabo_bench.algorithms import Algorithm
 from rabo_bench.data.archives import load_archive
-from rabo_bench.engine.suite_file import Checker, Source, is_int, is_number, read_toml
+from rabo_bench.engine.suite_file import (
+    COMMAND_LINE,
+    Checker,
+    Source,
+    is_int,
+    is_number,
+    read_toml,
+)
+from rabo_bench.engine.suite_layers import (
+    check_layer,
+    deep_merge,
+    layer_paths,
+    merged,
+    setting_names,
+)
 from rabo_bench.problems.registry import ParamError, archives_needed, problem_config
 
-SUITES_DIR = Path(__file__).resolve().parents[2] / "suites"
+# The suites shipped with the package: the top-level suites/ folder, installed as the package
+# rabo_bench.suites (pyproject.toml), a folder on disk wherever rabo-bench is installed.
+SUITES_DIR = Path(resources.files("rabo_bench.suites"))
 TOP_KEYS = (
     "name",
     "description",
@@ -35,9 +52,8 @@ TOP_KEYS = (
     "rates",
     "settings",
 )
-SETTING_KEYS = ("problem", "capacities", "overrides", "algorithms", "rounds", "eval_every")
+PRESET_KEYS = tuple(k for k in TOP_KEYS if k not in ("name", "presets"))  # and --set
 REQUIRED = ("rounds", "algorithms", "capacities", "problem")
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 @dataclass(frozen=True)
@@ -77,16 +93,17 @@ class Suite:
         return self.settings or (self,)
 
     @property
-    def out_name(self) -> str:
-        """The default output folder's name: ``<suite>`` or ``<suite>-<preset>``."""
-        return f"{self.name}-{self.preset}" if self.preset else self.name
+    def default_out(self) -> Path:
+        """The default output folder: ``out/<suite>`` or ``out/<suite>-<preset>`` under the
+        working directory (an installed rabo-bench has no source tree to write into)."""
+        return Path.cwd() / "out" / (f"{self.name}-{self.preset}" if self.preset else self.name)
 
     def algorithm(self, name: str) -> Algorithm:
         return algorithms.get(name, self.overrides.get(name))
 
 
 def find_suite(name_or_path: str) -> Path:
-    """A suite name in the repository's ``suites/`` folder, or a path to a .toml file."""
+    """A suite shipped with the package (``SUITES_DIR``) by name, or a path to a .toml file."""
     if name_or_path.endswith(".toml") or "/" in name_or_path or "\\" in name_or_path:
         path = Path(name_or_path)
         if not path.is_file():
@@ -101,29 +118,13 @@ def find_suite(name_or_path: str) -> Path:
     return path
 
 
-def deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``changes`` applied: tables merge recursively, other values replace."""
-    out = dict(base)
-    for key, value in changes.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def _presets(check: Checker, raw: dict) -> tuple[str, ...]:
     """The preset names, each preset checked for a safe name and known keys."""
     presets = check.table(raw.get("presets", {}), ("presets",))
     for name, body in presets.items():
-        if not _SAFE_NAME.match(name):
-            check.fail(
-                f"preset name {name!r} may use only letters, digits, '_', '.', '-'",
-                ("presets", name),
-            )
+        check.safe_name(name, "preset name", ("presets", name))
         check.table(body, ("presets", name))
-        allowed = tuple(k for k in TOP_KEYS if k not in ("name", "presets"))
-        check.unknown_keys(body, allowed, ("presets", name))
+        check.unknown_keys(body, PRESET_KEYS, ("presets", name))
     return tuple(presets)
 
 
@@ -180,8 +181,8 @@ def _capacities(check: Checker, value: Any, num_clients: int) -> tuple[float, ..
         if not (math.isfinite(r) and 0 < r <= 1):
             check.fail(f"capacities[{k}] = {r!r} is outside (0, 1]", "capacities")
     if len(value) != num_clients:
-        line = check.line(("problem", "num_clients"))
-        at = f", line {line}" if line else ", its default"
+        origin = check.origin(("problem", "num_clients"))
+        at = f", line {origin}" if isinstance(origin, int) else f", {origin or 'its default'}"
         check.fail(
             f"capacities has {len(value)} entries but the problem has {num_clients} clients "
             f"(problem.num_clients{at}); give one capacity per client",
@@ -190,20 +191,13 @@ def _capacities(check: Checker, value: Any, num_clients: int) -> tuple[float, ..
     return tuple(float(r) for r in value)
 
 
-def _overrides(check: Checker, value: Any) -> dict[str, dict[str, Any]]:
-    table = check.table(value, ("overrides",))
-    known = algorithms.available()
+def _overrides(check: Checker, table: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The merged per-algorithm overrides (names and tables were checked layer by layer)."""
     for name, changes in table.items():
-        key = ("overrides", name)
-        if name not in known:
-            check.fail(
-                f"overrides.{name}: unknown algorithm {name!r}; choose from {sorted(known)}", key
-            )
-        check.table(changes, key)
         try:
             algorithms.get(name, changes)
         except ValueError as err:
-            check.fail(f"overrides.{name}: {err}", key)
+            check.fail(f"overrides.{name}: {err}", ("overrides", name))
     return table
 
 
@@ -214,64 +208,59 @@ def load_suite(
     rounds: int | None = None,
     seeds: int | None = None,
     algorithm_names: list[str] | None = None,
+    changes: Iterable[Mapping[str, Any]] = (),
 ) -> Suite:
-    """The suite ``name_or_path`` with ``preset`` and the command-line overrides applied,
-    validated; raises ValueError (one line, naming file, line and key) on any problem."""
-    path = find_suite(name_or_path)
-    source = Source.read(path)
-    check = Checker(source)  # the file as written
-    check.unknown_keys(source.raw, TOP_KEYS)
-    presets = _presets(check, source.raw)
+    """The suite ``name_or_path`` with ``preset`` and the command-line values applied (each of
+    ``changes`` is one ``--set``, merged in order; ``rounds``, ``seeds`` and
+    ``algorithm_names`` over them), validated; raises ValueError (one line, naming file, line
+    and key) on any problem."""
+    file = Source.read(find_suite(name_or_path))
+    check = Checker(file)  # the file as written
+    check.unknown_keys(file.raw, TOP_KEYS)
+    presets = _presets(check, file.raw)
     if preset is not None and preset not in presets:
         check.fail(f"unknown preset {preset!r}; choose one of {sorted(presets)}", "presets")
     if algorithm_names is not None:
         _check_cli_algorithms(algorithm_names)
-    cli = {"rounds": rounds, "seeds": seeds, "algorithms": algorithm_names}
-    cli = {k: v for k, v in cli.items() if v is not None}
-    suite = _resolve(source, presets, preset, cli, "")
+    for at in ((), *(("presets", other) for other in presets)):
+        check_layer(check, file.raw, at)
     # The whole file, so that a typo in a preset nobody runs today cannot wait for hour five.
+    suite = _resolve(file, presets, preset, "")
     for other in (None, *presets):
-        if other != preset or cli:
-            _resolve(source, presets, other, {}, f"preset {other}: " if other else "no preset: ")
-    return suite
+        if other != preset:
+            _resolve(file, presets, other, f"preset {other}: " if other else "no preset: ")
+    given: dict[str, Any] = {}
+    for change in changes:
+        given = deep_merge(given, change)
+    flags = {"rounds": rounds, "seeds": seeds, "algorithms": algorithm_names}
+    given = deep_merge(given, {k: v for k, v in flags.items() if v is not None})
+    if not given:
+        return suite
+    # The file passed alone, so what fails from here on is the command line's doing.
+    source = file.with_command_line(given)
+    check = Checker(source)
+    check.unknown_keys(given, PRESET_KEYS, (COMMAND_LINE,))
+    check_layer(check, source.raw, (COMMAND_LINE,))
+    return _resolve(source, presets, preset, "")
 
 
-def _resolve(
-    source: Source,
-    presets: tuple[str, ...],
-    preset: str | None,
-    cli: dict[str, Any],
-    context: str,
-) -> Suite:
-    """The suite of ``source`` under ``preset`` and the command-line values ``cli``."""
-    raw = deep_merge(source.raw, source.raw.get("presets", {}).get(preset, {}))
-    raw = deep_merge(raw, cli)
-    layers = (("presets", preset), ()) if preset else ((),)
-    check = Checker(source, context, layers)
+def _resolve(source: Source, presets: tuple[str, ...], preset: str | None, context: str) -> Suite:
+    """The suite of ``source`` (with its command-line values, if any) under ``preset``."""
+    paths = layer_paths(preset)
+    check = Checker(source, context, tuple(reversed(paths)))
+    raw = merged(source.raw, paths)
     for key in REQUIRED:
         if key not in raw:
             check.fail(f"missing key {key} (required: {', '.join(REQUIRED)})")
     name = check.string(raw.get("name", source.path.stem), "name")
-    if not _SAFE_NAME.match(name):
-        check.fail(f"name = {name!r} may use only letters, digits, '_', '.', '-'", "name")
-    settings = check.table(raw.pop("settings", {}), ("settings",))
+    check.safe_name(name, "name =", "name")
     base = _build(check, raw, name, source.path, preset, presets, "")
     variants = []
-    for setting, patch in settings.items():
-        if not _SAFE_NAME.match(setting):
-            check.fail(
-                f"setting name {setting!r} may use only letters, digits, '_', '.', '-'",
-                ("settings", setting),
-            )
-        patch = check.table(patch, ("settings", setting))
-        check.unknown_keys(patch, SETTING_KEYS, ("settings", setting))
-        if "algorithms" in cli:
-            patch.pop("algorithms", None)
-        here = tuple((*layer, "settings", setting) for layer in layers)
-        sub = Checker(source, f"{context}settings.{setting}: ", here + layers)
-        variants.append(
-            _build(sub, deep_merge(raw, patch), name, source.path, preset, presets, setting)
-        )
+    for setting in setting_names(source.raw, preset):
+        paths = layer_paths(preset, setting)
+        sub = Checker(source, f"{context}settings.{setting}: ", tuple(reversed(paths)))
+        variant = merged(source.raw, paths)
+        variants.append(_build(sub, variant, name, source.path, preset, presets, setting))
     return replace(base, settings=tuple(variants))
 
 

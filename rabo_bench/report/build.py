@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rabo_bench.engine.suite import SUITES_DIR, load_suite
+from rabo_bench.engine.suite import load_suite
 from rabo_bench.report.cifar import write_cifar_report
 from rabo_bench.report.omniglot import (
     write_coverage_report,
@@ -41,9 +41,9 @@ def write_report(folder: Path) -> list[Path]:
 
 def results_folder(target: str, preset: str | None = None, out: Path | None = None) -> Path:
     """The results folder that ``target`` names: a folder itself, or the suite (name or .toml
-    path) whose ``rabo-bench run`` wrote to ``out`` or, by default, ``<repo>/out/<suite>`` or
-    ``<repo>/out/<suite>-<preset>``. Raises ValueError when no results are there, naming the
-    command that makes them."""
+    path) whose ``rabo-bench run`` wrote to ``out`` or, by default, ``out/<suite>`` or
+    ``out/<suite>-<preset>`` under the working directory. Raises ValueError when no results
+    are there, naming the command that makes them."""
     if Path(target).is_dir():
         if preset is not None or out is not None:
             raise ValueError(f"{target} is a results folder: --preset and --out name a suite's")
@@ -51,7 +51,7 @@ def results_folder(target: str, preset: str | None = None, out: Path | None = No
         make = "give the output folder of a `rabo-bench run`"
     else:
         suite = load_suite(target, preset)
-        folder = out if out is not None else SUITES_DIR.parent / "out" / suite.out_name
+        folder = out if out is not None else suite.default_out
         options = (f" --preset {preset}" if preset else "") + (f" --out {out}" if out else "")
         make = f"make them with `rabo-bench run {target}{options}`"
     if not (folder / "results.csv").is_file():

@@ -6,6 +6,7 @@ the real entry point, exit codes and that no traceback reaches the terminal.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +98,27 @@ def test_no_mlflow_writes_no_store(tmp_path, capsys):
     assert code == 0
     assert (out / "results.csv").exists()
     assert not (out / "mlflow.db").exists() and not (out / "mlartifacts").exists()
+
+
+def test_set_changes_the_suite_after_its_preset(tmp_path, capsys):
+    out = tmp_path / "out"
+    sets = ["--set", "rounds=1", "--set", "problem.dim_x=4", "--set", "overrides.all.inner.lr=0.1"]
+    args = [*SMOKE, "--algorithms", "static", "--seeds", "1", "--no-mlflow", "--out", str(out)]
+    code, _, err = run_cli(capsys, *args, *sets)
+    assert code == 0, err
+    (config,) = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert config["rounds"] == 1 and config["problem"]["dim_x"] == 4
+    assert config["problem"]["dim_y"] == 6  # the smoke preset's, kept
+    assert config["algorithm"]["inner"]["lr"] == 0.1 and config["algorithm"]["inner"]["steps"] == 5
+
+
+def test_the_default_output_folder_is_under_the_working_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["--algorithms", "fedmbo", "--seeds", "1", "--rounds", "1", "--no-mlflow"]
+    code, stdout, err = run_cli(capsys, *SMOKE, *args)
+    assert code == 0, err
+    assert f"output folder: {tmp_path / 'out' / 'synthetic-smoke'}" in stdout
+    assert (tmp_path / "out" / "synthetic-smoke" / "results.csv").is_file()
 
 
 def test_broken_mlflow_only_warns_and_keeps_every_result(tmp_path, capsys):

@@ -5,7 +5,8 @@ Every example starts from a small valid suite (the synthetic smoke setting, thre
 applies one mutation that is invalid by construction: a required key deleted, a value of the
 wrong type, an unknown key, a capacity outside (0, 1] or a wrong count of them, an unknown
 algorithm, preset or problem parameter, broken TOML syntax, contradictory settings. The
-unmutated suite runs (exit 0), so the refusals are the mutations' doing.
+unmutated suite runs (exit 0), so the refusals are the mutations' doing. The same kinds of bad
+values given with ``--set KEY=VALUE`` are refused alike and blamed on ``(--set)``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rabo_bench.algorithms import available
-from rabo_bench.engine.suite import SETTING_KEYS, TOP_KEYS
+from rabo_bench.algorithms import available, groups
+from rabo_bench.engine.suite import PRESET_KEYS, TOP_KEYS
+from rabo_bench.engine.suite_layers import SETTING_KEYS
 from rabo_bench.problems import QuadraticConfig
 from rabo_bench.problems.registry import problems
 from tests.cli import run_cli
@@ -42,7 +44,7 @@ VALID: dict[str, Any] = {
 }
 ALLOWED = {
     (): TOP_KEYS,
-    ("presets", "smoke"): tuple(k for k in TOP_KEYS if k not in ("name", "presets")),
+    ("presets", "smoke"): PRESET_KEYS,
     ("settings", "wide"): SETTING_KEYS,
     ("problem",): ("name", *(f.name for f in fields(QuadraticConfig))),
     ("overrides", "rabo"): ("policy", "inner", "outer"),
@@ -146,7 +148,7 @@ def bad_capacities(draw, suite):
 
 @st.composite
 def unknown_names(draw, suite):
-    name = draw(names.filter(lambda n: n not in available() and n not in problems()))
+    name = draw(names.filter(lambda n: n not in {*available(), *problems(), *groups()}))
     where = draw(st.sampled_from(["algorithms", "overrides", "problem"]))
     if where == "algorithms":
         suite["algorithms"].insert(draw(st.integers(0, 2)), name)
@@ -234,3 +236,34 @@ def test_broken_toml_is_refused_with_its_line(capsys, line, where):
 def test_an_unknown_preset_is_refused(capsys, preset):
     message = on_cli(capsys, toml_text(VALID), "--preset", preset, check=assert_refused)
     assert f"unknown preset {preset!r}" in message
+
+
+@st.composite
+def bad_assignment(draw) -> str:
+    """One ``--set KEY=VALUE`` that the valid suite must refuse."""
+    kind = draw(st.sampled_from(["count", "seeds", "unknown", "capacity", "dim_x", "override"]))
+    if kind == "count":
+        key, value = draw(st.sampled_from(["rounds", "eval_every"])), draw(not_positive_int)
+    elif kind == "seeds":
+        key, value = "seeds", draw(not_seeds)
+    elif kind == "unknown":
+        key, value = draw(names.filter(lambda k: k not in PRESET_KEYS)), draw(st.integers(0, 3))
+    elif kind == "capacity":
+        key, value = "capacities", [1, draw(bad_capacity), 0.25]
+    elif kind == "dim_x":
+        key = "problem.dim_x"
+        value = draw(st.one_of(st.text(max_size=3), st.floats(), st.booleans()))
+    else:
+        table = draw(st.sampled_from(["rabo", "all", "single_level"]))
+        part = draw(st.sampled_from(["inner", "outer"]))
+        setting = draw(st.from_regex(r"[a-z]{1,6}Z", fullmatch=True))  # never a field name
+        key, value = f"overrides.{table}.{part}.{setting}", draw(st.integers(0, 3))
+    return f"{key}={toml_value(value)}"
+
+
+@HYPOTHESIS
+@given(change=bad_assignment(), smoke=st.booleans())
+def test_a_bad_set_is_refused_in_one_line(capsys, change, smoke):
+    options = ["--set", change, *(["--preset", "smoke"] * smoke)]
+    message = on_cli(capsys, toml_text(VALID), *options, check=assert_refused)
+    assert "(--set): " in message

@@ -64,7 +64,7 @@ def line_of(path: str, needle: str) -> int:
         ("dim_y = 6 }", "dim_y = -6 }", "dim_y = -6", "dim_x, dim_y, num_clients"),
         ("seeds = 2", "seeds = 2\nbogus = 1", "bogus = 1", "unknown key presets.smoke.bogus"),
         ('"oap", "fedavg"]', '"oap", "fedavg", "oap"]', "algorithms =", "has duplicates"),
-        ("[overrides.fiarse]", "[overrides.nope]", "[overrides.nope]", "unknown algorithm 'nope'"),
+        ("[overrides.rafbo]", "[overrides.nope]", "[overrides.nope]", "unknown algorithm 'nope'"),
     ],
 )
 def test_suite_errors_name_file_line_and_key(capsys, tmp_path, old, new, written, message):
@@ -94,6 +94,23 @@ def test_a_setting_error_points_at_the_setting_table(capsys, tmp_path):
     capacities = line_of(str(path), "capacities =")
     assert f":{capacities}: settings.small: capacities has 10 entries" in text
     assert f"3 clients (problem.num_clients, line {line})" in text
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("rounds", "argument --set: 'rounds': give one KEY=VALUE"),
+        ("problem.dim_x=twenty", "strings need quotes"),
+        ('problem.dim_x="twenty"', "synthetic.toml (--set): problem.dim_x = 'twenty' must be"),
+        ("rounds=0", "synthetic.toml (--set): rounds = 0 must be an integer >= 1"),
+        ("bogus=1", "synthetic.toml (--set): unknown key bogus"),
+        ("overrides.all.outer.lr=0.1", "(--set): overrides.all: unknown setting fedavg.outer"),
+        ("problem.num_clients=3", "the problem has 3 clients (problem.num_clients, --set)"),
+    ],
+)
+def test_a_bad_set_is_refused_in_one_line(capsys, tmp_path, change, message):
+    text = refuse(capsys, tmp_path, "run", "synthetic", "--preset", "smoke", "--set", change)
+    assert message in text
 
 
 def test_key_lines_follow_tables_dotted_and_quoted_keys():
