@@ -1,0 +1,123 @@
+"""Implicit differentiation (AID), written once; the linear solve is a parameter.
+
+Every implicit estimator evaluates SPEC eq. (9) at the given (x, y):
+
+    h = grad_x f(x, y) - d^2_xy g(x, y) · p,     d^2_yy g(x, y) p = grad_y f(x, y),
+
+and they differ only in how they solve for p (Neumann series, conjugate gradient, dense, Neumann
+with client-sampled factors). :func:`implicit_hypergradient` is that formula; its ``solve``
+takes a :class:`LowerSystem` (where Hessian-vector products come from) and the right-hand side
+grad_y f, and returns p together with the linearisation the mixed product must use, if any
+(the same lower batch as its own products, "one local quadratic model"); without one, the mixed
+product gets a fresh lower batch. The oracles behind the system count every product.
+
+A solve's hyperparameters are the estimator's: :class:`LinearSolve` is a
+:class:`HypergradientEstimator` whose call is the formula with itself as the solve, so
+settings stay flat (``outer.estimator = { type = "neumann", terms = 5, eta = 0.01 }``) and one
+file per solve in ``hypergrad/estimators/`` adds an estimator. FedMBO evaluates the same formula
+on the server's system of all clients (``baselines/fedmbo.py``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+import torch
+from torch.func import jacfwd
+
+from rabo_bench.hypergrad.base import HypergradientEstimator
+from rabo_bench.hypergrad.oracles import Oracles
+from rabo_bench.problems.base import Batch
+
+
+class MixedProduct(Protocol):
+    def mixed(self, v: torch.Tensor) -> torch.Tensor:
+        """d^2_xy g · v, a vector in x space."""
+
+
+class LowerSystem(ABC):
+    """The lower problem at a fixed (x, y), as a solve and the formula see it."""
+
+    clients: int  # how many clients' Hessians products may come from (a client alone: 1)
+
+    @abstractmethod
+    def upper_gradients(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(grad_x f, grad_y f) on a fresh upper batch."""
+
+    @abstractmethod
+    def linearise(self, client: int | None = None):
+        """grad_y g linearised on a fresh lower batch: of client ``client``, or of the whole
+        system (``None``). The result has ``hvp`` (d^2_yy g · v) and ``mixed`` (d^2_xy g · v)."""
+
+
+@dataclass(frozen=True)
+class Linearisation:
+    """One client's grad_y g at (x, y) on one lower batch: every product taken from it is with
+    the same d^2_yy g and d^2_xy g."""
+
+    oracles: Oracles
+    x: torch.Tensor
+    y: torch.Tensor
+    batch: Batch
+
+    def hvp(self, v: torch.Tensor) -> torch.Tensor:
+        return self.oracles.hvp(self.x, self.y, v, self.batch)
+
+    def mixed(self, v: torch.Tensor) -> torch.Tensor:
+        return self.oracles.mixed(self.x, self.y, v, self.batch)
+
+    def matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(d^2_yy g, d_x grad_y g) as dense d_y x d_y and d_y x d_x matrices (forward mode),
+        counted as the d_y hvp and d_y jvp products that would form them."""
+        oracles, batch = self.oracles, self.batch
+        hess = jacfwd(lambda yy: oracles.grad_y_g_uncounted(self.x, yy, batch))(self.y)
+        cross = jacfwd(lambda xx: oracles.grad_y_g_uncounted(xx, self.y, batch))(self.x)
+        oracles.counter.hvp += self.y.numel()
+        oracles.counter.jvp += self.y.numel()
+        return hess, cross
+
+
+@dataclass(frozen=True)
+class ClientSystem(LowerSystem):
+    """One client's (or one task's) lower problem; batches come from its stream ``rng``."""
+
+    oracles: Oracles
+    x: torch.Tensor
+    y: torch.Tensor
+    rng: torch.Generator
+    clients: ClassVar[int] = 1
+
+    def upper_gradients(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.oracles.grad_f(self.x, self.y, self.oracles.objective.sample_f(self.rng))
+
+    def linearise(self, client: int | None = None) -> Linearisation:
+        """On a fresh lower batch (a client alone: ``client`` can only be itself)."""
+        batch = self.oracles.objective.sample_g(self.rng)
+        return Linearisation(self.oracles, self.x, self.y, batch)
+
+
+class LinearSolve(HypergradientEstimator):
+    """A solve of d^2_yy g p = grad_y f; as an estimator, SPEC eq. (9) with this solve."""
+
+    implicit: ClassVar[bool] = True
+
+    @abstractmethod
+    def solve(
+        self, system: LowerSystem, rhs: torch.Tensor, rng: torch.Generator
+    ) -> tuple[torch.Tensor, MixedProduct | None]:
+        """(p, the linearisation the mixed product must use, or None for a fresh one); random
+        draws of the solve's own (a depth, a client) come from ``rng``."""
+
+    def __call__(self, oracles: Oracles, x, y, rng: torch.Generator) -> torch.Tensor:
+        return implicit_hypergradient(ClientSystem(oracles, x, y, rng), self, rng)
+
+
+def implicit_hypergradient(
+    system: LowerSystem, solve: LinearSolve, rng: torch.Generator
+) -> torch.Tensor:
+    """SPEC eq. (9): h = grad_x f - d^2_xy g · p with p from ``solve``."""
+    grad_x, grad_y = system.upper_gradients()
+    p, model = solve.solve(system, grad_y, rng)
+    return grad_x - (model if model is not None else system.linearise()).mixed(p)
