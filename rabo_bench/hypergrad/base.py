@@ -7,8 +7,9 @@ An estimator is a frozen dataclass of its hyperparameters, called as
 where ``oracles`` wraps one client's (possibly masked) sub-model objective and counts every
 derivative, x and y are the flat sub-model vectors, and ``rng`` is the only source of randomness
 (batches, Neumann depth, coordinate samples, directions). Implicit estimators (exact, neumann,
-cg) evaluate at (x, y). Unrolled ones (itd, coordinate_fd, gaussian_zo) run inner SGD steps from
-y and evaluate the upper gradient at the end of the unperturbed run.
+sampled_neumann, cg: SPEC eq. 9 around a linear solve, :mod:`rabo_bench.hypergrad.implicit`)
+evaluate at (x, y). Unrolled ones (itd, coordinate_fd, gaussian_zo) run inner SGD steps from y
+and evaluate the upper gradient at the end of the unperturbed run.
 
 Estimators register themselves: every module of :mod:`rabo_bench.hypergrad.estimators` is
 imported on first use of the registry, so adding an estimator is one new file there that
