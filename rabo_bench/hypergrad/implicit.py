@@ -55,7 +55,8 @@ class LowerSystem(ABC):
 @dataclass(frozen=True)
 class Linearisation:
     """One client's grad_y g at (x, y) on one lower batch: every product taken from it is with
-    the same d^2_yy g and d^2_xy g."""
+    the same d^2_yy g and d^2_xy g. Each product is one counted oracle call (its own double
+    back-prop, as the oracles always did), not a replay of a stored linear map."""
 
     oracles: Oracles
     x: torch.Tensor
