@@ -1,8 +1,9 @@
 """FedMBO (Huang, Zhang, Ji, ICML 2023; SPEC §5): the full-model federated bilevel reference.
 
 Inner loop: minibatch SGD on the global y (no local drift). Outer: the parallel hypergradient
-estimator, whose Neumann factors come from clients sampled one per factor, so the product
-estimates the *global* inverse Hessian [d^2_yy G]^{-1}, not a local one:
+estimator (PHE), SPEC eq. (9) evaluated by the server on the system of all clients, whose
+Neumann factors come from clients sampled one per factor (the ``sampled_neumann`` solve), so
+the product estimates the *global* inverse Hessian [d^2_yy G]^{-1}, not a local one:
 
     v = mean_i grad_y f_i,   p = eta * sum_{n<N} prod_{k<=n} (I - eta d^2_yy g_{i_k}) v,
     h_i = grad_x f_i - d^2_xy g_i · p,   x <- x - lr * mean_i h_i       (full participation).
@@ -10,7 +11,7 @@ estimates the *global* inverse Hessian [d^2_yy G]^{-1}, not a local one:
 [OURS, SPEC §9 item 13] full participation, the same N and eta as RABO. The Neumann factor
 messages (p down to and H p up from the sampled client) are counted as communication.
 On per-task problems (few-shot episodes) there is no global inner problem, and each client's
-Neumann series uses its own tasks' Hessians [OURS] (see ``ClientSampledNeumann.run``).
+Neumann series uses its own tasks' Hessians [OURS] (see ``ParallelHypergradient.run``).
 """
 
 from __future__ import annotations
@@ -21,34 +22,36 @@ from typing import ClassVar
 import torch
 
 from rabo_bench.algorithms import Algorithm, register
+from rabo_bench.federated.clients import Streams
+from rabo_bench.federated.context import ClientMasks, RoundContext
 from rabo_bench.federated.inner import MinibatchSGD
 from rabo_bench.federated.outer import LocalHypergradient, OuterStep
 from rabo_bench.federated.policies import FullModel
-from rabo_bench.hypergrad import make_estimator
-from rabo_bench.params import Layout
+from rabo_bench.hypergrad import HypergradientEstimator, make_estimator
+from rabo_bench.hypergrad.estimators.sampled_neumann import SampledNeumann
+from rabo_bench.hypergrad.implicit import LowerSystem, implicit_hypergradient
+from rabo_bench.params import Layout, Params
 
 
 @dataclass(frozen=True)
-class ClientSampledNeumann(OuterStep):
-    """h = mean_i grad_x f_i - mean_i d^2_xy g_i · p (the mean of the h_i above, split in its
-    two sums so that each is one pass over the clients)."""
+class ServerSystem(LowerSystem):
+    """The global lower problem at the broadcast (x, y), reached through the clients (full
+    models), each on its own stream: grad f is the mean over all clients; ``linearise(i)``
+    gives products with client i's Hessian alone, ``linearise()`` the mean of every client's
+    mixed product. Only what the ``sampled_neumann`` solve asks for exists."""
 
-    name: ClassVar[str] = "client_sampled_neumann"
-    terms: int = 5
-    eta: float = 0.01
-    lr: float = 0.01
+    ctx: RoundContext
+    x: Params
+    y: Params
+    masks: list[ClientMasks]
+    streams: Streams
 
-    def run(self, ctx, x, y, masks, inner):
-        if ctx.problem.per_task_inner:
-            # [OURS] every task has its own inner problem, so there is no global inverse
-            # Hessian for clients sampled per factor to estimate: each client's Neumann series
-            # uses its own task's Hessians (FedMBO keeps its minibatch inner loop, full model)
-            neumann = make_estimator("neumann", terms=self.terms, eta=self.eta)
-            return LocalHypergradient(neumann, self.lr).run(ctx, x, y, masks, inner)
-        full = (Layout.of(x).numel, Layout.of(y).numel)
-        if any((m.x.numel(), m.y.numel()) != full for m in masks):
-            raise ValueError("client_sampled_neumann (FedMBO) needs full-model masks")
-        streams = ctx.streams("outer")
+    @property
+    def clients(self) -> int:
+        return len(self.masks)
+
+    def upper_gradients(self) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.x, self.y
 
         def upper(view):
             y_sub = view.pack_y(y)
@@ -57,35 +60,87 @@ class ClientSampledNeumann(OuterStep):
             view.send_up(len(y_sub))
             return {"x": grad_x, "y": grad_y}
 
-        grads = ctx.map_clients(upper, masks, streams, x, y)
-        layout = Layout.of(y)
-        v = layout.flatten(grads["y"].mean()[0])
-        sampler = ctx.rng(None, "neumann-clients")
-        term, total = v, v
-        for _ in range(self.terms - 1):
+        grads = self.ctx.map_clients(upper, self.masks, self.streams, x, y)
+        mean_x, mean_y = grads["x"].mean()[0], grads["y"].mean()[0]
+        return Layout.of(x).flatten(mean_x), Layout.of(y).flatten(mean_y)
 
-            def factor(view, term=term):
-                y_sub = view.pack_y(y)
-                view.send_down(len(y_sub))
-                product = view.oracles.hvp(view.pack_x(x), y_sub, term, view.sample_g())
-                view.send_up(len(y_sub))
-                return product
+    def linearise(self, client: int | None = None):
+        return EveryClient(self) if client is None else OneClient(self, client)
 
-            i = int(torch.randint(len(masks), (1,), generator=sampler))
-            term = term - self.eta * ctx.one_client(i, factor, masks, streams, x, y)
-            total = total + term
-        p = self.eta * total
+
+@dataclass(frozen=True)
+class OneClient:
+    """A Neumann factor from client ``client``: p down, H_i p up, on its next lower batch."""
+
+    system: ServerSystem
+    client: int
+
+    def hvp(self, v: torch.Tensor) -> torch.Tensor:
+        s = self.system
+
+        def factor(view):
+            y_sub = view.pack_y(s.y)
+            view.send_down(len(y_sub))
+            product = view.oracles.hvp(view.pack_x(s.x), y_sub, v, view.sample_g())
+            view.send_up(len(y_sub))
+            return product
+
+        return s.ctx.one_client(self.client, factor, s.masks, s.streams, s.x, s.y)
+
+
+@dataclass(frozen=True)
+class EveryClient:
+    """mean_i d^2_xy g_i · p, each client on its next lower batch: p down, its product up."""
+
+    system: ServerSystem
+
+    def mixed(self, v: torch.Tensor) -> torch.Tensor:
+        s = self.system
 
         def lower(view):
-            x_sub, y_sub = view.pack_x(x), view.pack_y(y)
+            x_sub, y_sub = view.pack_x(s.x), view.pack_y(s.y)
             view.send_down(len(y_sub))
-            mixed = view.oracles.mixed(x_sub, y_sub, p, view.sample_g())
+            mixed = view.oracles.mixed(x_sub, y_sub, v, view.sample_g())
             view.send_up(len(x_sub))
             return {"x": mixed}
 
-        mixed = ctx.map_clients(lower, masks, streams, x, y)["x"].mean()[0]
-        grad_x = grads["x"].mean()[0]
-        return {name: t - self.lr * (grad_x[name] - mixed[name]) for name, t in x.items()}
+        products = s.ctx.map_clients(lower, s.masks, s.streams, s.x, s.y)
+        return Layout.of(s.x).flatten(products["x"].mean()[0])
+
+
+@dataclass(frozen=True)
+class ParallelHypergradient(OuterStep):
+    """h = mean_i grad_x f_i - mean_i d^2_xy g_i · p with p from ``estimator`` (a
+    ``sampled_neumann`` solve) on the :class:`ServerSystem`; x <- x - lr * h."""
+
+    name: ClassVar[str] = "parallel_hypergradient"
+    estimator: HypergradientEstimator
+    lr: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.estimator, SampledNeumann):
+            raise ValueError(
+                f"{self.name} (FedMBO) takes the sampled_neumann estimator, "
+                f"got {self.estimator.name!r}"
+            )
+
+    @property
+    def vectorisable(self) -> bool:
+        return self.estimator.vectorisable
+
+    def run(self, ctx, x, y, masks, inner):
+        if ctx.problem.per_task_inner:
+            # [OURS] every task has its own inner problem, so there is no global inverse
+            # Hessian for clients sampled per factor to estimate: each client's Neumann series
+            # uses its own task's Hessians (FedMBO keeps its minibatch inner loop, full model)
+            return LocalHypergradient(self.estimator, self.lr).run(ctx, x, y, masks, inner)
+        full = (Layout.of(x).numel, Layout.of(y).numel)
+        if any((m.x.numel(), m.y.numel()) != full for m in masks):
+            raise ValueError(f"{self.name} (FedMBO) needs full-model masks")
+        system = ServerSystem(ctx, x, y, masks, ctx.streams("outer"))
+        h = implicit_hypergradient(system, self.estimator, ctx.rng(None, "neumann-clients"))
+        h_named = Layout.of(x).unflatten(h)
+        return {name: t - self.lr * h_named[name] for name, t in x.items()}
 
 
 FEDMBO = register(
@@ -94,6 +149,8 @@ FEDMBO = register(
         description="FedMBO: full model, minibatch-SGD inner loop, client-sampled Neumann (PHE)",
         policy=FullModel(),
         inner=MinibatchSGD(steps=10, lr=0.01),
-        outer=ClientSampledNeumann(terms=5, eta=0.01, lr=0.01),
+        outer=ParallelHypergradient(
+            estimator=make_estimator("sampled_neumann", terms=5, eta=0.01), lr=0.01
+        ),
     )
 )

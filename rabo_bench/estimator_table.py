@@ -1,4 +1,6 @@
-"""``make estimators``: the six hypergradient estimators against closed forms on two problems.
+"""``make estimators``: the hypergradient estimators against closed forms on two problems.
+
+``sampled_neumann`` is left out: on one objective (here the global one) it is ``neumann``.
 
 Prints one table (relative error to grad F, oracle calls, wall time per estimator setting) and
 writes it as markdown to ``out/estimators/estimators.md`` under the working directory (the

@@ -1,8 +1,8 @@
 """Template: a new hypergradient estimator (docs/extending.md).
 
-To use it, copy this file to ``rabo_bench/hypergrad/<your_estimator>.py``, rename the class
-and its ``name``, and import the module in ``rabo_bench/hypergrad/__init__.py`` (next to
-``implicit, unrolled, zeroth_order``) so that ``@register_estimator`` runs. Then
+To use it, copy this file to ``rabo_bench/hypergrad/estimators/<your_estimator>.py`` and
+rename the class and its ``name``: the modules of that folder are imported on first use of the
+registry, so ``@register_estimator`` runs. Then
 ``make_estimator("<name>", **params)`` builds it, and a suite can put it into any algorithm
 with a ``LocalHypergradient`` outer step:
 

@@ -60,6 +60,17 @@ def _policy_type(name: str, path: str) -> type[MaskPolicy]:
     return known[name]
 
 
+def _nested_setting(part: Any, key: str, path: str) -> list[str]:
+    """Where ``key`` is a setting of one of ``part``'s nested parts (e.g. FedMBO's Neumann depth,
+    once ``outer.terms``, is ``outer.estimator.terms`` like every other algorithm's)."""
+    return [
+        f"{path}.{f.name}.{key}"
+        for f in fields(part)
+        if is_dataclass(getattr(part, f.name))
+        and key in {g.name for g in fields(getattr(part, f.name))}
+    ]
+
+
 def override_part(part: Any, changes: Mapping[str, Any], path: str) -> Any:
     """A copy of ``part`` with ``changes`` applied (recursively into nested parts)."""
     if not isinstance(changes, Mapping):
@@ -75,7 +86,10 @@ def override_part(part: Any, changes: Mapping[str, Any], path: str) -> Any:
     kwargs = {}
     for key, value in settings.items():
         if key not in names:
-            raise ValueError(f"unknown setting {path}.{key}; {part.name!r} takes {sorted(names)}")
+            raise ValueError(
+                f"unknown setting {path}.{key}; {part.name!r} takes {sorted(names)}"
+                + "".join(f"; use {where}" for where in _nested_setting(part, key, path))
+            )
         current = getattr(part, key)
         if is_dataclass(current):
             kwargs[key] = override_part(current, value, f"{path}.{key}")

@@ -1,6 +1,6 @@
-"""Hypergradient estimators behind one signature (see :mod:`rabo_bench.hypergrad.base`)."""
+"""Hypergradient estimators behind one signature (see :mod:`rabo_bench.hypergrad.base`); the
+estimators themselves live in :mod:`rabo_bench.hypergrad.estimators` and register on first use."""
 
-from rabo_bench.hypergrad import implicit, unrolled, zeroth_order  # noqa: F401  (registers)
 from rabo_bench.hypergrad.base import (
     HypergradientEstimator,
     available_estimators,

@@ -7,12 +7,19 @@ An estimator is a frozen dataclass of its hyperparameters, called as
 where ``oracles`` wraps one client's (possibly masked) sub-model objective and counts every
 derivative, x and y are the flat sub-model vectors, and ``rng`` is the only source of randomness
 (batches, Neumann depth, coordinate samples, directions). Implicit estimators (exact, neumann,
-cg) evaluate at (x, y). Unrolled ones (itd, coordinate_fd, gaussian_zo) run inner SGD steps from
-y and evaluate the upper gradient at the end of the unperturbed run.
+sampled_neumann, cg: SPEC eq. 9 around a linear solve, :mod:`rabo_bench.hypergrad.implicit`)
+evaluate at (x, y). Unrolled ones (itd, coordinate_fd, gaussian_zo) run inner SGD steps from y
+and evaluate the upper gradient at the end of the unperturbed run.
+
+Estimators register themselves: every module of :mod:`rabo_bench.hypergrad.estimators` is
+imported on first use of the registry, so adding an estimator is one new file there that
+decorates its class with :func:`register_estimator`.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import fields
@@ -23,6 +30,7 @@ import torch
 from rabo_bench.hypergrad.oracles import Oracles
 
 _REGISTRY: dict[str, type[HypergradientEstimator]] = {}
+_loaded = False
 
 
 class HypergradientEstimator(ABC):
@@ -51,16 +59,30 @@ def draw(rng, sample: Callable[[torch.Generator], torch.Tensor]) -> torch.Tensor
 
 
 def register_estimator(cls: type[HypergradientEstimator]) -> type[HypergradientEstimator]:
+    if cls.name in _REGISTRY:
+        raise ValueError(f"hypergradient estimator {cls.name!r} is already registered")
     _REGISTRY[cls.name] = cls
     return cls
 
 
+def _load_estimators() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    package = importlib.import_module("rabo_bench.hypergrad.estimators")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+
+
 def available_estimators() -> list[str]:
+    _load_estimators()
     return sorted(_REGISTRY)
 
 
 def make_estimator(name: str, **params) -> HypergradientEstimator:
     """Build a registered estimator by name; unknown names or parameters raise ValueError."""
+    _load_estimators()
     if name not in _REGISTRY:
         raise ValueError(
             f"unknown hypergradient estimator {name!r}; choose one of {available_estimators()}"

@@ -125,8 +125,6 @@ def _configure(algorithm: Algorithm, cell: dict[str, int], grid: RateGrid, clien
             settings["terms"] = terms
         if settings:
             outer["estimator"] = settings
-    elif terms is not None and "terms" in {f.name for f in dataclasses.fields(algorithm.outer)}:
-        outer["terms"] = terms
     configured = algorithm.with_overrides(
         {"inner": {"steps": cell["steps"], "lr": beta}, "outer": outer}
     )

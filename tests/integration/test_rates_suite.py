@@ -10,7 +10,7 @@ import torch
 
 from rabo_bench.engine.suite import SUITES_DIR, load_suite
 from rabo_bench.federated.policies import FixedSegments
-from rabo_bench.theory.rates import RateGrid, execute_rates
+from rabo_bench.theory.rates import RateGrid, execute_rates, rate_runs
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,22 @@ def test_measured_coverage_and_step_sizes_follow_the_theory(smoke_rates):
         assert row.alpha == pytest.approx(grid.alpha0 * math.sqrt(expected_c / row.Q))
         assert row.beta == pytest.approx(min(grid.beta_max, grid.beta_ratio * row.alpha))
         assert row.avg_grad_norm_sq > 0 and math.isfinite(row.final_grad_norm_sq)
+
+
+def test_neumann_depth_grows_with_log_q_for_rabo_and_fedmbo_alike():
+    """N = ceil(terms_per_log_q ln Q) reaches both series through outer.estimator.terms."""
+    suite = load_suite("rates", "cpu")
+    grid = RateGrid.parse(suite)
+    depths = {
+        (spec.algorithm.name, cell["rounds"]): spec.algorithm.outer.estimator.terms
+        for _, cell, spec in rate_runs(suite, grid)
+        if spec.algorithm.name in ("rabo", "fedmbo")
+    }
+    assert {(name, q) for name, q in depths} == {
+        (name, q) for name in ("rabo", "fedmbo") for q in grid.sweeps["rounds"]
+    }
+    assert all(n == grid.neumann_terms(q) for (_, q), n in depths.items())
+    assert depths[("fedmbo", 16)] == 6 and depths[("fedmbo", 512)] == 13
 
 
 def test_fixed_segments_give_the_requested_minimum_coverage():

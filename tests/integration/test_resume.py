@@ -28,7 +28,7 @@ ROUNDS = 60
 OVERRIDES = """
 [overrides.fedmbo]
 inner = { steps = 2, lr = 0.2 }
-outer = { lr = 0.05, eta = 0.5, terms = 3 }
+outer = { lr = 0.05, estimator = { eta = 0.5, terms = 3 } }
 """
 
 

@@ -33,6 +33,14 @@ def test_overrides_are_nested_typed_and_serialisable():
     assert json.loads(json.dumps(algo.to_dict())) == algo.to_dict()
 
 
+def test_neumann_depth_and_step_have_one_path_for_every_algorithm():
+    """outer.estimator.terms / eta set RABO's local series and FedMBO's client-sampled one."""
+    for name, solve in (("rabo", "neumann"), ("fedmbo", "sampled_neumann")):
+        algo = get(name, {"outer": {"estimator": {"terms": 3, "eta": 0.5}}})
+        estimator = algo.to_dict()["outer"]["estimator"]
+        assert estimator == {"type": solve, "terms": 3, "eta": 0.5, "randomized": False}
+
+
 def test_a_mask_policy_can_be_swapped_by_name_with_its_settings():
     """The coverage suite swaps RABO's importance masks for fixed segments per setting."""
     algo = get("rabo", {"policy": {"type": "fixed_segments", "coverage": 3}})
@@ -54,6 +62,10 @@ def test_a_mask_policy_can_be_swapped_by_name_with_its_settings():
         ("rabo", {"outer": {"estimator": {"type": "magic"}}}, "unknown hypergradient estimator"),
         ("rabo", {"policy": {"type": "magic"}}, "rabo.policy.type = 'magic' is not a mask policy"),
         ("rabo", {"policy": {"type": "fixed_segments", "cover": 2}}, "unknown setting"),
+        ("rabo", {"outer": {"terms": 3}}, "rabo.outer.terms; 'local_hypergradient' takes"),
+        ("fedmbo", {"outer": {"terms": 3}}, "; use fedmbo.outer.estimator.terms"),
+        ("fedmbo", {"outer": {"eta": 0.5}}, "; use fedmbo.outer.estimator.eta"),
+        ("fedmbo", {"outer": {"estimator": {"type": "cg"}}}, "takes the sampled_neumann"),
     ],
 )
 def test_bad_names_and_settings_raise_one_clear_error(name, overrides, message):

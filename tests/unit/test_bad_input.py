@@ -60,6 +60,13 @@ def line_of(path: str, needle: str) -> int:
         ("dim_x = 20", "dim_z = 20", "dim_z", "unknown parameter problem.dim_z"),
         ("nu = 0.5", "nu = true", "nu = true", "problem.nu = True must be a number"),
         ("terms = 10 } }", "termz = 10 } }", "[overrides.rabo]", "overrides.rabo: unknown"),
+        (
+            "outer = { lr = 0.05, estimator = { eta = 0.5, terms = 10 } }\n\n# Single",
+            "outer = { lr = 0.05, eta = 0.5, terms = 10 }\n\n# Single",
+            "[overrides.fedmbo]",
+            "unknown setting fedmbo.outer.eta; 'parallel_hypergradient' takes ['estimator', "
+            "'lr']; use fedmbo.outer.estimator.eta",
+        ),
         ("rounds = 3\n", "rounds = 0\n", "rounds = 0", "rounds = 0 must be an integer >= 1"),
         ("dim_y = 6 }", "dim_y = -6 }", "dim_y = -6", "dim_x, dim_y, num_clients"),
         ("seeds = 2", "seeds = 2\nbogus = 1", "bogus = 1", "unknown key presets.smoke.bogus"),

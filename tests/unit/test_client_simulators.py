@@ -59,6 +59,7 @@ def test_vectorised_equals_sequential_for_every_synthetic_algorithm(problem, nam
         {"type": "exact"},
         {"type": "itd", "steps": 3, "lr": 0.3},
         {"type": "neumann", "terms": 4},
+        {"type": "sampled_neumann", "terms": 4},
         {"type": "coordinate_fd", "steps": 2, "coordinates": 3},
         {"type": "gaussian_zo", "steps": 2, "directions": 3},
     ],
