@@ -31,7 +31,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
 
 estimators: $(STAMP)
-	$(BIN)/python -m rabo_bench.estimator_table
+	$(BIN)/python -m rabo_bench.report.estimators
 
 # Benchmarks (tests/benchmarks, not in CI: RABO_BENCH_BENCH=1 turns them on), then the report
 # in BENCH_OUT. About 15-25 minutes on 2 cores. BENCH_ARGS passes pytest arguments (e.g.
