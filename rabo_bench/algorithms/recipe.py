@@ -24,10 +24,10 @@ def part_to_dict(part: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"type": part.name}
     for f in fields(part):
         value = getattr(part, f.name)
-        if isinstance(value, SingleLevelLoss) and not fields(value):
-            out[f.name] = value.name  # as when losses were names: run ids stay (issue 18)
+        if is_dataclass(value):  # a nested part; one without settings is just its name
+            out[f.name] = part_to_dict(value) if fields(value) else value.name
         else:
-            out[f.name] = part_to_dict(value) if is_dataclass(value) else value
+            out[f.name] = value
     return out
 
 
