@@ -23,7 +23,7 @@ import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import fields
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -43,6 +43,13 @@ class HypergradientEstimator(ABC):
         data-dependent control flow, random draws only through the objective's batches and
         :func:`draw`."""
         return True
+
+    def theory_settings(self, steps: int, lr: float, depth: int | None) -> dict[str, Any]:
+        """This estimator's settings at a point of the theory's grid (``theory/rates.py``): an
+        estimator that runs T inner steps of its own takes the grid's T and beta (SPEC: T_fd =
+        T), a series solve its depth N (when the grid sets one); {} for neither (the default).
+        """
+        return {}
 
     @abstractmethod
     def __call__(

@@ -25,12 +25,12 @@ import pandas as pd
 
 from rabo_bench.algorithms import Algorithm
 from rabo_bench.engine.results import read_rows, run_file
-from rabo_bench.engine.run import RunSpec
+from rabo_bench.engine.run import RunSpec, expand
 from rabo_bench.engine.runner import RunSink, execute_specs
 from rabo_bench.engine.suite import Suite
 from rabo_bench.engine.suite_file import show_path
 from rabo_bench.federated.policies import FixedSegments, FullModel
-from rabo_bench.problems.registry import make_problem, resolved_params
+from rabo_bench.problems.registry import make_problem
 from rabo_bench.theory.pareto import estimator_pareto
 
 SWEEPS = ("rounds", "coverage", "steps")
@@ -117,12 +117,9 @@ def _configure(algorithm: Algorithm, cell: dict[str, int], grid: RateGrid, clien
     alpha, beta = grid.step_sizes(coverage, cell["rounds"])
     outer: dict[str, Any] = {"lr": alpha}
     estimator = getattr(algorithm.outer, "estimator", None)
-    terms = grid.neumann_terms(cell["rounds"])
     if estimator is not None:
-        names = {f.name for f in dataclasses.fields(estimator)}
-        settings = {"steps": cell["steps"], "lr": beta} if {"steps", "lr"} <= names else {}
-        if terms is not None and "terms" in names:
-            settings["terms"] = terms
+        depth = grid.neumann_terms(cell["rounds"])
+        settings = estimator.theory_settings(cell["steps"], beta, depth)
         if settings:
             outer["estimator"] = settings
     configured = algorithm.with_overrides(
@@ -134,31 +131,21 @@ def _configure(algorithm: Algorithm, cell: dict[str, int], grid: RateGrid, clien
 
 
 def rate_runs(suite: Suite, grid: RateGrid) -> list[tuple[str, dict[str, Any], RunSpec]]:
-    """(sweep, cell description, run spec) for every algorithm, seed and grid cell; full-model
-    methods skip the coverage sweep (their C_x* is M)."""
-    params = resolved_params(suite.problem, suite.problem_params)
+    """(sweep, cell description, run spec) for every seed, algorithm and grid cell, in that
+    order: the suite's runs (``engine.run.expand``) at each cell's Q, evaluated every round,
+    each algorithm configured for the cell; full-model methods skip the coverage sweep (their
+    C_x* is M)."""
     clients = len(suite.capacities)
     runs = []
-    for seed in suite.seeds:
-        for name in suite.algorithms:
-            base = suite.algorithm(name)
-            for sweep, cell in grid.cells():
-                if sweep == "coverage" and isinstance(base.policy, FullModel):
-                    continue
-                algo, coverage, alpha, beta = _configure(base, cell, grid, clients)
-                spec = RunSpec(
-                    suite.name,
-                    suite.problem,
-                    params,
-                    algo,
-                    suite.capacities,
-                    seed,
-                    cell["rounds"],
-                    1,
-                )
-                info = {**cell, "coverage": coverage, "alpha": alpha, "beta": beta}
-                runs.append((sweep, info, spec))
-    return runs
+    for position, (sweep, cell) in enumerate(grid.cells()):
+        for spec in expand(dataclasses.replace(suite, rounds=cell["rounds"], eval_every=1)):
+            if sweep == "coverage" and isinstance(spec.algorithm.policy, FullModel):
+                continue
+            algo, coverage, alpha, beta = _configure(spec.algorithm, cell, grid, clients)
+            info = {**cell, "coverage": coverage, "alpha": alpha, "beta": beta}
+            order = (spec.seed, suite.algorithms.index(spec.algorithm.name), position)
+            runs.append((order, (sweep, info, dataclasses.replace(spec, algorithm=algo))))
+    return [run for _, run in sorted(runs, key=lambda r: r[0])]
 
 
 def _response(path: Path, rounds: int) -> dict[str, float]:

@@ -10,6 +10,7 @@ import torch
 
 from rabo_bench.engine.suite import SUITES_DIR, load_suite
 from rabo_bench.federated.policies import FixedSegments
+from rabo_bench.hypergrad import make_estimator
 from rabo_bench.theory.rates import RateGrid, execute_rates, rate_runs
 
 
@@ -93,3 +94,25 @@ def test_rate_suite_is_listed_with_its_presets(tmp_path):
     shutil.copy(SUITES_DIR / "rates.toml", tmp_path / "copy.toml")
     suite = load_suite(str(tmp_path / "copy.toml"), "cpu")
     assert suite.rates and set(suite.presets) == {"smoke", "cpu"}
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("itd", {"steps": 4, "lr": 0.2}),
+        ("coordinate_fd", {"steps": 4, "lr": 0.2}),
+        ("gaussian_zo", {"steps": 4, "lr": 0.2}),
+        ("neumann", {"terms": 7}),
+        ("sampled_neumann", {"terms": 7}),
+        ("cg", {}),
+        ("exact", {}),
+    ],
+)
+def test_estimators_say_which_grid_settings_they_take(name, expected):
+    """The grid's T and beta go to estimators that unroll inner steps, its depth N to series
+    solves (the parts declare it; the rate suite does not guess from field names)."""
+    estimator = make_estimator(name)
+    assert estimator.theory_settings(4, 0.2, 7) == expected
+    assert estimator.theory_settings(4, 0.2, None) == {
+        k: v for k, v in expected.items() if k != "terms"
+    }

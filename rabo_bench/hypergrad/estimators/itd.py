@@ -26,6 +26,9 @@ class ITD(HypergradientEstimator):
     steps: int = 10
     lr: float = 0.1
 
+    def theory_settings(self, steps, lr, depth):
+        return {"steps": steps, "lr": lr}  # it unrolls T inner steps at beta
+
     def __call__(self, oracles: Oracles, x, y, rng: torch.Generator) -> torch.Tensor:
         obj = oracles.objective
         batches = [obj.sample_g(rng) for _ in range(self.steps)]

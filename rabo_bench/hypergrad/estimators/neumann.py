@@ -51,6 +51,9 @@ class Neumann(LinearSolve):
     def vectorisable(self) -> bool:
         return not self.randomized  # a random depth is a draw outside the batches
 
+    def theory_settings(self, steps, lr, depth):
+        return {} if depth is None else {"terms": depth}  # N = O(log Q), Corollary 1
+
     def factor_client(self, system: LowerSystem, rng: torch.Generator) -> int | None:
         """Whose Hessian the next factor uses: the system's own (``None``)."""
         return None

@@ -66,6 +66,9 @@ class CoordinateFD(HypergradientEstimator):
     name: ClassVar[str] = "coordinate_fd"
     steps: int = 1
     lr: float = 0.1
+
+    def theory_settings(self, steps, lr, depth):
+        return {"steps": steps, "lr": lr}  # it unrolls T inner steps at beta
     mu: float = 1e-2
     coordinates: int | None = None
     chunk_size: int | None = 256
@@ -97,6 +100,9 @@ class GaussianZO(HypergradientEstimator):
     name: ClassVar[str] = "gaussian_zo"
     steps: int = 1
     lr: float = 0.1
+
+    def theory_settings(self, steps, lr, depth):
+        return {"steps": steps, "lr": lr}  # it unrolls T inner steps at beta
     mu: float = 0.1
     directions: int = 1
     chunk_size: int | None = 256
