@@ -124,6 +124,14 @@ def identity_params(name: str, resolved: Mapping[str, Any]) -> dict[str, Any]:
     return {**problems()[name].retired, **resolved}
 
 
+def saved_params(identity: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of a saved run's problem (its config's ``problem`` table: the name and
+    :func:`identity_params`), without the name and the retired keys, as ``make_problem``
+    takes them."""
+    retired = problems()[identity["name"]].retired
+    return {k: v for k, v in identity.items() if k != "name" and k not in retired}
+
+
 def make_problem(name: str, params: Mapping[str, Any]) -> BilevelProblem:
     """The problem instance ``name`` built from ``params``."""
     config = problem_config(name, params)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from rabo_bench.metrics.submodels import submodel_costs
-from rabo_bench.problems.registry import make_problem
+from rabo_bench.problems.registry import make_problem, saved_params
 from rabo_bench.report.runs import run_config
 
 REFERENCE = "fedmbo"
@@ -33,8 +33,7 @@ def _fractions(folder: Path, finals: pd.DataFrame) -> pd.DataFrame:
         key = repr(sorted(problem.items()))
         caps = [float(r) for r in config["capacities"]]
         if key not in cache:
-            params = {k: v for k, v in problem.items() if k != "name"}
-            instance = make_problem(problem["name"], params)
+            instance = make_problem(problem["name"], saved_params(problem))
             cache[key] = {
                 c.capacity: (c.parameter_fraction, c.flop_fraction)
                 for c in submodel_costs(instance, sorted(set(caps) | {1.0}))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from rabo_bench.problems.registry import saved_params
+
 PAPER_METHODS = ("rabo", "rafbo")  # their curves are solid, the baselines' dashed
 
 
@@ -50,7 +52,7 @@ def final_rows(results: pd.DataFrame) -> pd.DataFrame:
 def describe(folder: Path, results: pd.DataFrame) -> str:
     """What the runs were (problem settings shared by all runs, rounds), from their configs."""
     configs = [run_config(folder, r) for r in results["run_id"].unique()]
-    problem = configs[0]["problem"]
+    problem = {"name": configs[0]["problem"]["name"], **saved_params(configs[0]["problem"])}
     shared = {
         k: v
         for k, v in problem.items()
