@@ -61,8 +61,8 @@ def line_of(path: str, needle: str) -> int:
         ("nu = 0.5", "nu = true", "nu = true", "problem.nu = True must be a number"),
         ("terms = 10 } }", "termz = 10 } }", "[overrides.rabo]", "overrides.rabo: unknown"),
         (
-            "outer = { lr = 0.05, estimator = { eta = 0.5, terms = 10 } }\n\n# Single",
-            "outer = { lr = 0.05, eta = 0.5, terms = 10 }\n\n# Single",
+            "[overrides.fedmbo]\nouter = { lr = 0.05, estimator = { eta = 0.5, terms = 10 } }",
+            "[overrides.fedmbo]\nouter = { lr = 0.05, eta = 0.5, terms = 10 }",
             "[overrides.fedmbo]",
             "unknown setting fedmbo.outer.eta; 'parallel_hypergradient' takes ['estimator', "
             "'lr']; use fedmbo.outer.estimator.eta",
