@@ -127,8 +127,9 @@ def identity_params(name: str, resolved: Mapping[str, Any]) -> dict[str, Any]:
 def saved_params(identity: Mapping[str, Any]) -> dict[str, Any]:
     """The settings of a saved run's problem (its config's ``problem`` table: the name and
     :func:`identity_params`), without the name and the retired keys, as ``make_problem``
-    takes them."""
-    retired = problems()[identity["name"]].retired
+    takes them (an unknown problem name keeps every key: ``make_problem`` then says so)."""
+    entry = problems().get(identity["name"])
+    retired = entry.retired if entry is not None else {}
     return {k: v for k, v in identity.items() if k != "name" and k not in retired}
 
 
