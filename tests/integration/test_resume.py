@@ -22,6 +22,7 @@ from rabo_bench.engine.results import read_rows, run_file
 from rabo_bench.engine.run import execute_run, expand
 from rabo_bench.engine.runner import ProblemCache, execute_suite
 from rabo_bench.engine.suite import load_suite
+from tests.integration.interrupted import run_killed_at, without_timing
 from tests.integration.tiny_suite import tiny_suite
 
 ROUNDS = 60
@@ -37,10 +38,6 @@ def command(suite: Path, out: Path) -> list[str]:
         *(sys.executable, "-m", "rabo_bench.cli", "run", str(suite), "--out", str(out)),
         *("--no-mlflow", "--no-progress", "--checkpoint-every", "1"),
     ]
-
-
-def without_timing(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    return [{k: v for k, v in row.items() if k != "wall_time_s"} for row in rows]
 
 
 def kill_during_second_run(suite: Path, out: Path, first: str, second: str) -> int:
@@ -87,21 +84,10 @@ def test_killed_sweep_resumes_to_the_uninterrupted_rows(tmp_path):
     assert len(keys) == len(set(keys)) == 2 * (ROUNDS + 1)
 
 
-class Killed(Exception):
-    """Stands in for a kill at a known round."""
-
-
 def test_restarted_run_continues_from_its_checkpoint_round(tmp_path):
     spec = expand(load_suite("synthetic", "smoke", seeds=1, algorithm_names=["rabo"]))[0]
     problem = ProblemCache()(spec)
-    checkpoint = Checkpoint(checkpoint_file(tmp_path, spec.run_id), CheckpointPolicy(rounds=1))
-
-    def kill_at_round_3(q: int) -> None:
-        if q == 3:
-            raise Killed
-
-    with pytest.raises(Killed):
-        execute_run(spec, problem, kill_at_round_3, checkpoint=checkpoint)
+    checkpoint = run_killed_at(spec, problem, tmp_path, 3)
     assert checkpoint.load().round == 2
     rounds: list[int] = []
     resumed = execute_run(spec, problem, rounds.append, checkpoint=checkpoint)

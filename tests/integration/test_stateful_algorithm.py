@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pytest
-
 from rabo_bench.algorithms import registered
-from rabo_bench.engine.checkpoint import Checkpoint, CheckpointPolicy, checkpoint_file
+from rabo_bench.engine.checkpoint import Checkpoint
 from rabo_bench.engine.results import read_rows
 from rabo_bench.engine.run import execute_run, expand
 from rabo_bench.engine.runner import ProblemCache, execute_suite
 from rabo_bench.engine.suite import load_suite
 from tests.integration.heavy_ball import rabo_heavy_ball
+from tests.integration.interrupted import run_killed_at, without_timing
 from tests.integration.tiny_suite import tiny_suite
 
 METRICS = ("upper_loss", "grad_norm_sq", "inner_error")
@@ -55,27 +54,12 @@ def test_momentum_changes_the_trajectory_from_round_two(tmp_path):
     assert later and all(by_round["rabo"][q] != by_round["rabo-heavy-ball"][q] for q in later)
 
 
-def without_timing(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in rows]
-
-
-class Killed(Exception):
-    """Stands in for a kill at a known round."""
-
-
 def test_a_killed_stateful_run_resumes_with_its_momentum(tmp_path):
     path = tiny_suite(tmp_path, "heavy", 8, ["rabo-heavy-ball"], tables=SAME_SETTINGS)
     with registered(rabo_heavy_ball(0.9)):
         spec = expand(load_suite(str(path)))[0]
     problem = ProblemCache()(spec)
-    checkpoint = Checkpoint(checkpoint_file(tmp_path, spec.run_id), CheckpointPolicy(rounds=1))
-
-    def kill_at_round_4(q: int) -> None:
-        if q == 4:
-            raise Killed
-
-    with pytest.raises(Killed):
-        execute_run(spec, problem, kill_at_round_4, checkpoint=checkpoint)
+    checkpoint = run_killed_at(spec, problem, tmp_path, 4)
     saved = checkpoint.load()
     assert saved.round == 3 and set(saved.carried) == {"heavy_ball_hypergradient"}
     whole = without_timing(execute_run(spec, problem))
