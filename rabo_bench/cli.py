@@ -7,11 +7,16 @@ is one line ``rabo-bench: error: <message>`` on stderr and exit code 2, never a 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
 import warnings
 from pathlib import Path
 from typing import NoReturn
 
+from rabo_bench import __version__
+from rabo_bench.engine import interrupt
 from rabo_bench.engine.checkpoint import DEFAULT_CHECKPOINTS, CheckpointPolicy
 from rabo_bench.engine.sweep import ENGINES
 
@@ -70,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG, description="Federated bilevel optimisation benchmarks (RABO, RAFBO, ...)."
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("list", help="algorithms, suites and presets")
     run = commands.add_parser("run", help="run a suite (skips runs already in the output folder)")
@@ -94,10 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="output folder (default ./out/<suite>[-preset])")
     tracking = run.add_mutually_exclusive_group()
     tracking.add_argument(
-        "--mlflow-uri", help="MLflow tracking URI (default sqlite <out>/mlflow.db)"
+        "--mlflow-uri",
+        help="MLflow tracking URI (default: sqlite mlflow.db beside the output folder, one store "
+        "for every suite under ./out)",
     )
     tracking.add_argument("--no-mlflow", action="store_true", help="do not mirror to MLflow")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved runs, what each still needs and the time estimate; run nothing",
+    )
+    run.add_argument(
+        "--yes",
+        action="store_true",
+        help="start a suite sized for a GPU without a preset on a machine without one",
+    )
     run.add_argument(
         "--jobs", type=_positive_int, default=1, metavar="N", help="runs at once (local engine)"
     )
@@ -140,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "target",
         metavar="SUITE_OR_DIR",
-        help="a results folder (the --out of a run), or the suite whose results to report",
+        nargs="+",
+        help="a results folder (the --out of a run), or the suite whose results to report; "
+        "several folders: print their final metrics side by side (writes nothing)",
     )
     report.add_argument("--preset", help="the preset the suite ran with (default folder)")
     report.add_argument("--out", type=Path, help="where the suite's results are (not the default)")
@@ -158,16 +178,31 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_report(args: argparse.Namespace) -> None:
     from rabo_bench.report.build import results_folder, write_report
 
+    if len(args.target) > 1:
+        _compare(args)
+        return
     try:
-        folder = results_folder(args.target, args.preset, args.out)
+        folder = results_folder(args.target[0], args.preset, args.out)
     except (ValueError, OSError) as err:
         fail(str(err))
     try:
         written = write_report(folder)
     except (ValueError, OSError, KeyError) as err:
-        fail(f"cannot report on {folder}: {err}")
+        fail(f"cannot report on {folder} (nothing was written): {err}")
     for path in written:
         print(f"wrote {path}")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from rabo_bench.report.build import results_folder
+    from rabo_bench.report.folders import compare_folders
+
+    if args.preset is not None or args.out is not None:
+        fail("comparing folders: give the folders themselves, without --preset or --out")
+    try:
+        print(compare_folders([results_folder(target) for target in args.target]))
+    except (ValueError, OSError, KeyError) as err:
+        fail(str(err))
 
 
 def cmd_cost(args: argparse.Namespace) -> None:
@@ -223,6 +258,7 @@ def cmd_run(args: argparse.Namespace) -> None:
             from rabo_bench.theory.rates import RateGrid
 
             RateGrid.parse(suite)
+        _check_size(suite, args.yes)
         check_data(suite)
         engine = Engine(args.engine, args.jobs, args.ray_address)
         engine.check()
@@ -241,35 +277,47 @@ def cmd_run(args: argparse.Namespace) -> None:
         )  # fmt: skip
         leave(together=True)
         return
+    if args.dry_run:
+        _dry_run(suite, out)
+        return
     try:
         check_writable(out)
     except OSError as err:
         fail(f"output folder {out} is not writable ({err.strerror or err})")
 
-    from rabo_bench.engine.runner import execute_suite
     from rabo_bench.report.summary import write_summary
-    from rabo_bench.tracking.mlflow_sink import MlflowSink, default_uri
+    from rabo_bench.tracking.context import command_tags
+    from rabo_bench.tracking.mlflow_sink import (
+        MlflowSink,
+        browse_command,
+        default_artifacts,
+        default_uri,
+    )
 
     sink = None
     if not args.no_mlflow:
-        sink = MlflowSink(args.mlflow_uri or default_uri(out), out / "mlartifacts")
+        tags = command_tags(args.command_line, suite.preset)
+        sink = MlflowSink(args.mlflow_uri or default_uri(out), default_artifacts(out), tags)
     print(f"suite {suite.name} ({suite.path}), preset {suite.preset or '(none)'}")
     print(f"output folder: {out}")
-    if suite.rates:
-        _run_rates(suite, out, sink, progress=not args.no_progress)
-        return
+    # Ctrl-C / SIGTERM end the current round with a checkpoint (not under torchrun, whose
+    # ranks must stop at the same round, nor on Ray, whose workers are not ours to signal)
+    stoppable = engine.kind == "local" and os.environ.get("WORLD_SIZE", "1") == "1"
+    status = "FAILED"
     try:
-        execute_suite(
-            suite,
-            out,
-            sink,
-            progress=not args.no_progress,
-            engine=engine,
-            clients=args.clients,
-            checkpoints=checkpoints,
-        )
+        with interrupt.handled() if stoppable else contextlib.nullcontext():
+            _execute(suite, out, sink, args, engine, checkpoints)
+        status = "FINISHED"
     except (ValueError, ConnectionError) as err:  # finished runs are on disk already
         fail(str(err))
+    except (interrupt.Interrupted, KeyboardInterrupt) as stop:
+        status = "KILLED"
+        _stopped(stop, out)
+    finally:
+        if sink is not None:
+            sink.close(status)
+    if suite.rates:
+        return
     text, summary_path = write_summary(out / "results.csv")
     print()
     print(text)
@@ -277,9 +325,65 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"results table: {out / 'results.csv'} (one file per run in {out / 'runs'})")
     print(f"summary: {summary_path}")
     if sink is not None and sink.enabled:
-        uri = sink.tracking_uri
-        print(f"MLflow: {uri} (browse with: mlflow ui --backend-store-uri {uri})")
+        print(f"MLflow: {sink.tracking_uri} (browse with: {browse_command(sink.tracking_uri)})")
     leave(together=True)  # under torchrun: wait for the follower ranks
+
+
+def _execute(suite, out: Path, sink, args: argparse.Namespace, engine, checkpoints) -> None:
+    from rabo_bench.engine.runner import execute_suite
+
+    if suite.rates:
+        _run_rates(suite, out, sink, progress=not args.no_progress)
+        return
+    execute_suite(
+        suite,
+        out,
+        sink,
+        progress=not args.no_progress,
+        engine=engine,
+        clients=args.clients,
+        checkpoints=checkpoints,
+    )
+
+
+def _check_size(suite, confirmed: bool) -> None:
+    """A suite whose setting without a preset is the paper's (``sized_for_gpu``) does not start
+    on a machine without CUDA unless the user confirms with --yes."""
+    if suite.sized_for_gpu and suite.preset is None and not confirmed:
+        import torch
+
+        if not torch.cuda.is_available():
+            presets = ", ".join(suite.presets) or "(none)"
+            raise ValueError(
+                f"suite {suite.name} without a preset is the paper's setting, sized for a GPU, "
+                f"and this machine has none; choose a preset (--preset, one of: {presets}) "
+                "or add --yes to start it anyway"
+            )
+
+
+def _dry_run(suite, out: Path) -> None:
+    from rabo_bench.engine.plan import describe_plan
+    from rabo_bench.engine.run import expand
+
+    print(f"suite {suite.name} ({suite.path}), preset {suite.preset or '(none)'}")
+    print(f"output folder: {out}")
+    specs = expand(suite)
+    if suite.rates:
+        from rabo_bench.theory.rates import RateGrid, rate_runs
+
+        specs = [spec for _, _, spec in rate_runs(suite, RateGrid.parse(suite))]
+    print(describe_plan(specs, out))
+
+
+def _stopped(stop: BaseException, out: Path) -> NoReturn:
+    """The one line of an interrupted ``run``; exit 128 + the signal's number (130: Ctrl-C)."""
+    number = getattr(stop, "signum", signal.SIGINT)
+    print(
+        f"{PROG}: stopped by {signal.Signals(number).name}; finished runs and the current "
+        f"runs' checkpoints are in {out}: the same command resumes",
+        file=sys.stderr,
+    )
+    raise SystemExit(128 + number)
 
 
 def _join_torchrun(engine, suite) -> int:
@@ -327,7 +431,9 @@ def cmd_fit_rate(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     # torch's first forward-mode AD call warns about torch.jit.script's deprecation; internal.
     warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.command_line = " ".join([PROG, *argv])
     if args.command == "list":
         cmd_list()
     elif args.command == "fit-rate":

@@ -32,6 +32,19 @@ def checkpoint_file(out: Path, run_id: str) -> Path:
     return out / "checkpoints" / f"{run_id}.pt"
 
 
+def saved_round(out: Path, run_id: str) -> int:
+    """The round a run's checkpoint holds (0: none, or unreadable: the run starts over)."""
+    import torch
+
+    path = checkpoint_file(out, run_id)
+    if not path.exists():
+        return 0
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["round"])
+    except Exception:  # Checkpoint.load sets an unreadable one aside and starts over
+        return 0
+
+
 def remove_checkpoint(out: Path, run_id: str) -> None:
     """Delete a finished run's checkpoint and any temporary file a kill left mid-save."""
     path = checkpoint_file(out, run_id)

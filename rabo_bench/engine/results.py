@@ -2,8 +2,10 @@
 
 Each finished run is written to ``<out>/runs/<run_id>.csv`` atomically (a temporary file, then
 ``os.replace``), so a file that exists is a complete run; ``<out>/results.csv`` is rebuilt from
-the run files of the suite. Floats are written with ``repr`` precision, so a CSV round trip is
-exact. The columns are documented in docs/suites.md ("Results").
+every run file in the folder (the runs of the current invocation first), so a narrower re-run
+into a folder adds to its table and never drops earlier runs. Files are created with the modes
+the umask allows (0644 under umask 022), like any other file. Floats are written with ``repr``
+precision, so a CSV round trip is exact. The columns are documented in docs/suites.md ("Results").
 """
 
 from __future__ import annotations
@@ -69,6 +71,12 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_file(path: Path, mode: str = "w", **options: Any) -> Iterator[IO[Any]]:
     """A file to write ``path`` through: a temporary file ``.<name>.*.tmp`` in the same folder,
@@ -77,6 +85,7 @@ def atomic_file(path: Path, mode: str = "w", **options: Any) -> Iterator[IO[Any]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is for secrets; results are shared
         with os.fdopen(fd, mode, **options) as handle:
             yield handle
         os.replace(tmp, path)
@@ -100,10 +109,18 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_file`)."""
+    with atomic_file(path, "w") as handle:
+        handle.write(text)
+
+
 def write_results_table(out: Path, run_ids: Sequence[str]) -> Path:
-    """Rebuild ``<out>/results.csv`` from the run files of ``run_ids`` (in that order)."""
+    """Rebuild ``<out>/results.csv`` from every run file in ``<out>/runs``: those of ``run_ids``
+    first, in that order, then the folder's other runs by file name."""
+    on_disk = sorted(path.stem for path in (out / "runs").glob("*.csv"))
     rows: list[dict[str, str]] = []
-    for run_id in run_ids:
+    for run_id in dict.fromkeys([*run_ids, *on_disk]):
         path = run_file(out, run_id)
         if path.exists():
             rows.extend(read_rows(path))

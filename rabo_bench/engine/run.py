@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from rabo_bench.algorithms import Algorithm
+from rabo_bench.engine import interrupt
 from rabo_bench.engine.checkpoint import Checkpoint, RunState
 from rabo_bench.engine.results import METRICS, ORACLES, Row, check_metrics
 from rabo_bench.engine.suite import Suite
@@ -199,8 +200,10 @@ def execute_run(
     With ``checkpoint``, the run continues from its saved state if there is one and saves its
     state when the checkpoint is due. A non-finite iterate or metric ends the run early with a
     last row at that round: every row then has ``status`` "diverged" and the ``reason``
-    (``status`` "ok" otherwise). ``clients`` is how the engine simulates the clients (an
-    execution choice: it is not part of the run's identity). ``on_round(q)`` after round q."""
+    (``status`` "ok" otherwise). A stop asked for by a signal (:mod:`.interrupt`) saves the
+    checkpoint after the current round and raises ``interrupt.Interrupted``. ``clients`` is
+    how the engine simulates the clients (an execution choice: it is not part of the run's
+    identity). ``on_round(q)`` after round q."""
     run = FederatedRun(problem, spec.algorithm, spec.capacities, spec.stream_key, clients=clients)
     acc = _Accumulator(problem.dtype.itemsize)
     identity = {
@@ -249,9 +252,13 @@ def execute_run(
             reason = _non_finite_metrics(rows[-1])
         if on_round is not None:
             on_round(q)
-        if reason is None and checkpoint is not None and q < spec.rounds and checkpoint.due(q):
+        going = reason is None and q < spec.rounds
+        stop = going and interrupt.requested()
+        if going and checkpoint is not None and (stop or checkpoint.due(q)):
             state = RunState(q, run.x, run.y, acc.state(), rows, trained.state(), run.state)
             checkpoint.save(state)
+        if stop:
+            raise interrupt.Interrupted(interrupt.signum())
     if reason is None:
         status = {"status": "ok", "reason": None}
     else:

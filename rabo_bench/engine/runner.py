@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from collections.abc import Callable
 from contextlib import closing
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from rabo_bench.engine import interrupt
 from rabo_bench.engine.checkpoint import (
     DEFAULT_CHECKPOINTS,
     Checkpoint,
     CheckpointPolicy,
     checkpoint_file,
     remove_checkpoint,
+    saved_round,
 )
 from rabo_bench.engine.results import (
     Row,
@@ -32,6 +35,7 @@ from rabo_bench.engine.results import (
     run_file,
     write_csv_atomic,
     write_results_table,
+    write_text_atomic,
 )
 from rabo_bench.engine.run import RunSpec, digest, execute_run, expand
 from rabo_bench.engine.suite import Suite
@@ -110,6 +114,8 @@ def compute_run(
     from tqdm import tqdm
 
     label = _label(spec)
+    if interrupt.requested():  # asked to stop before this run began
+        raise interrupt.Interrupted(interrupt.signum())
     instance = problem if isinstance(problem, BilevelProblem) else problem(spec)
     checkpoint = None
     if out is not None:
@@ -134,7 +140,9 @@ def _record(
     """Write a finished run (its config, then its rows atomically), delete its checkpoint,
     say so, and mirror it to ``sink``."""
     path = run_file(out, spec.run_id)
-    path.with_suffix(".json").write_text(json.dumps(spec.config(), indent=2, sort_keys=True) + "\n")
+    write_text_atomic(
+        path.with_suffix(".json"), json.dumps(spec.config(), indent=2, sort_keys=True) + "\n"
+    )
     write_csv_atomic(path, rows)
     remove_checkpoint(out, spec.run_id)
     last = rows[-1]
@@ -148,6 +156,35 @@ def _record(
         )
     if sink is not None:
         sink.log_run(spec, read_rows(path), path)
+
+
+def _slot(config: dict[str, Any]) -> tuple:
+    """What a run is for in a results table: (suite, setting, algorithm, seed)."""
+    return (config["suite"], config.get("setting", ""), config["algorithm"]["name"], config["seed"])
+
+
+def check_same_configs(out: Path, specs: list[RunSpec]) -> None:
+    """Raise ValueError when ``out`` holds a finished run for the same (suite, setting,
+    algorithm, seed) as one of ``specs`` under another configuration (other rounds, step
+    sizes, code that changed the run id): its rows and the new ones would be mixed in one
+    table. Runs are never deleted here; the message says how to keep both. A slot that
+    ``specs`` fill several times (a rate grid's points) is the grid's, and not checked."""
+    slots = [(_slot(spec.config()), spec.run_id) for spec in {s.run_id: s for s in specs}.values()]
+    counts = Counter(slot for slot, _ in slots)
+    mine = {slot: run_id for slot, run_id in slots if counts[slot] == 1}
+    for path in sorted((out / "runs").glob("*.json")):
+        try:
+            slot = _slot(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError):
+            continue  # not a run config of ours; the results table ignores it too
+        if slot in mine and mine[slot] != path.stem:
+            suite, setting, algorithm, seed = slot
+            raise ValueError(
+                f"{out} already holds run {path.stem} of {suite} {setting} {algorithm} "
+                f"seed={seed} with another configuration than this command's run "
+                f"{mine[slot]} (compare runs/{path.stem}.json); write to another --out, or "
+                f"move runs/{path.stem}.* away to replace it"
+            )
 
 
 def execute_specs(
@@ -169,10 +206,16 @@ def execute_specs(
     process writes results and MLflow, whatever the engine. ``problem`` is the problem of every
     run, or a function giving each run's problem (it must be picklable for a parallel engine).
     ``writer`` False: a follower rank of a torchrun run, which computes its share of every
-    run's clients (the same runs, from the same checkpoints) and writes nothing.
+    run's clients (the same runs, from the same checkpoints) and writes nothing. With
+    ``progress`` and two runs or more, a bar over all their rounds shows the time left (a run's
+    rounds count when it finishes). A folder that holds another configuration's run of the
+    same (suite, setting, algorithm, seed) is an error (:func:`check_same_configs`).
     """
+    from tqdm import tqdm
+
     if writer:
         check_writable(out)
+        check_same_configs(out, specs)
     todo = []
     for spec in {spec.run_id: spec for spec in specs}.values():
         path = run_file(out, spec.run_id)
@@ -184,6 +227,15 @@ def execute_specs(
             todo.append(spec)
             if engine.shares_files and checkpoint_file(out, spec.run_id).exists():
                 echo(f"resuming {_label(spec)} (run {spec.run_id}) from its checkpoint")
+    rounds = {spec.run_id: spec.rounds - saved_round(out, spec.run_id) for spec in todo}
+    overall = tqdm(
+        total=sum(rounds.values()),
+        desc=f"all {len(todo)} runs",
+        unit="round",
+        file=sys.stderr,
+        disable=not (progress and writer) or len(todo) < 2,
+        position=1 if engine.in_process else 0,
+    )
     work = partial(
         compute_run,
         problem=problem,
@@ -194,8 +246,9 @@ def execute_specs(
         writer=writer,
     )
     try:
-        with closing(engine.map(work, todo)) as finished:
+        with overall, closing(engine.map(work, todo)) as finished:
             for done, (spec, rows) in enumerate(finished, 1):
+                overall.update(rounds[spec.run_id])
                 if writer:
                     _record(out, spec, rows, f"[{done}/{len(todo)}]", sink, echo)
     finally:  # after a failed run or an interrupt too: the table then holds the finished runs

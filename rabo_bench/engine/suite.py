@@ -8,6 +8,8 @@ How the file's tables, presets, settings and the command line stack: ``suite_lay
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -51,8 +53,10 @@ TOP_KEYS = (
     "presets",
     "rates",
     "settings",
+    "sized_for_gpu",
 )
-PRESET_KEYS = tuple(k for k in TOP_KEYS if k not in ("name", "presets"))  # and --set
+# and --set; sized_for_gpu is about the suite without a preset, so only the file's top sets it
+PRESET_KEYS = tuple(k for k in TOP_KEYS if k not in ("name", "presets", "sized_for_gpu"))
 REQUIRED = ("rounds", "algorithms", "capacities", "problem")
 
 
@@ -76,6 +80,8 @@ class Suite:
     rates: dict[str, Any] = field(default_factory=dict)  # a rate-measurement grid (theory/)
     setting: str = ""  # the name of this variant of a suite with [settings]
     settings: tuple[Suite, ...] = ()  # one validated Suite per [settings.NAME] table
+    sized_for_gpu: bool = False  # the setting without a preset needs a GPU (`run` asks first)
+    out_tag: str = ""  # names the command line's changes to the runs' configuration
 
     def only_settings(self, names: list[str]) -> Suite:
         """This suite with only the [settings] variants ``names`` (``--settings``)."""
@@ -95,8 +101,11 @@ class Suite:
     @property
     def default_out(self) -> Path:
         """The default output folder: ``out/<suite>`` or ``out/<suite>-<preset>`` under the
-        working directory (an installed rabo-bench has no source tree to write into)."""
-        return Path.cwd() / "out" / (f"{self.name}-{self.preset}" if self.preset else self.name)
+        working directory (an installed rabo-bench has no source tree to write into), with
+        ``-<out_tag>`` when the command line changed the runs' configuration (``--rounds``,
+        ``--set``), so such runs never share a folder, and a table, with the suite's own."""
+        parts = [self.name, self.preset or "", self.out_tag]
+        return Path.cwd() / "out" / "-".join(p for p in parts if p)
 
     def algorithm(self, name: str) -> Algorithm:
         return algorithms.get(name, self.overrides.get(name))
@@ -241,7 +250,20 @@ def load_suite(
     check = Checker(source)
     check.unknown_keys(given, PRESET_KEYS, (COMMAND_LINE,))
     check_layer(check, source.raw, (COMMAND_LINE,))
-    return _resolve(source, presets, preset, "")
+    return replace(_resolve(source, presets, preset, ""), out_tag=_out_tag(given))
+
+
+def _out_tag(given: Mapping[str, Any]) -> str:
+    """A folder-name tag for the command line's changes to the runs' configuration: ""
+    when it only chose among the suite's runs (--seeds, --algorithms), ``rounds<Q>`` for
+    --rounds alone, else ``set-<hash>`` of every change."""
+    changes = {k: v for k, v in given.items() if k not in ("seeds", "algorithms")}
+    if not changes:
+        return ""
+    if list(changes) == ["rounds"]:
+        return f"rounds{changes['rounds']}"
+    text = json.dumps(changes, sort_keys=True, default=str)
+    return "set-" + hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def _resolve(source: Source, presets: tuple[str, ...], preset: str | None, context: str) -> Suite:
@@ -296,7 +318,15 @@ def _build(
         presets=presets,
         rates=check.table(raw.get("rates", {}), ("rates",)),
         setting=setting,
+        sized_for_gpu=_flag(check, raw, "sized_for_gpu"),
     )
+
+
+def _flag(check: Checker, raw: dict[str, Any], key: str) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        check.fail(f"{key} = {value!r} must be true or false", key)
+    return value
 
 
 def check_data(suite: Suite) -> None:

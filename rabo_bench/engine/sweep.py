@@ -5,7 +5,8 @@ all engines give the same rows in the same layout.
 
 * ``local``, ``jobs=1``: one run after another in this process (progress bars per round).
 * ``local``, ``jobs=N``: N 'spawn' worker processes, each with max(1, cores // N) torch threads
-  so that they do not oversubscribe the machine.
+  so that they do not oversubscribe the machine. They stop with their parent (``interrupt``):
+  a signal or the parent's death ends their current round with a checkpoint.
 * ``ray``: one task per run on the cluster at ``ray_address`` (default: start a local Ray), one
   CPU and one torch thread each. Workers return their rows; nothing assumes a shared file system
   (so mid-run checkpoints are off: a killed sweep resumes from its finished runs).
@@ -21,6 +22,8 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from rabo_bench.engine.interrupt import Interrupted, install_in_worker
 
 Spec = TypeVar("Spec")
 Rows = list[dict[str, Any]]
@@ -52,6 +55,11 @@ def _set_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def _init_worker(threads: int) -> None:
+    install_in_worker()
+    _set_threads(threads)
 
 
 def _ray_task(work: Callable[[Spec], Rows], spec: Spec) -> Rows:
@@ -112,15 +120,27 @@ class Engine:
         pool = ProcessPoolExecutor(
             jobs,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_set_threads,
+            initializer=_init_worker,
             initargs=(max(1, _cores() // jobs),),
         )
         try:
             pending = {pool.submit(work, spec): spec for spec in specs}
-            while pending:
+            stopped = None  # a worker's Interrupted: runs not started are cancelled, runs that
+            while pending:  # finish meanwhile are still handed back (nothing computed is lost)
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield pending.pop(future), future.result()
+                    spec = pending.pop(future)
+                    error = None if future.cancelled() else future.exception()
+                    if isinstance(error, Interrupted):
+                        stopped = stopped or error
+                        for other in pending:
+                            other.cancel()
+                    elif error is not None:
+                        raise error
+                    elif not future.cancelled():
+                        yield spec, future.result()
+            if stopped is not None:
+                raise stopped
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

@@ -2,15 +2,22 @@
 
 The suite is recognised by the ``suite`` column of ``results.csv``; every suite gets the
 summary table (``summary.md``) and the seed table with its plots (``final.md``, ``final.csv``,
-``rounds_<metric>.png``), and the paper's suites get their own report beside them.
+``rounds_<metric>.png``), and the paper's suites get their own report beside them. Nothing
+here needs the data sets: the sub-model cost fractions come from the folder's cache
+(``report.costs``) when the data are absent.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
+
+import pandas as pd
 
 from rabo_bench.engine.suite import load_suite
 from rabo_bench.report.cifar import write_cifar_report
+from rabo_bench.report.costs import COST_CACHE
 from rabo_bench.report.omniglot import (
     write_coverage_report,
     write_omniglot_report,
@@ -28,15 +35,39 @@ REPORTS = {
 }
 
 
+INPUTS = ("results.csv", "runs", COST_CACHE)  # what the report reads in a results folder
+
+
 def write_report(folder: Path) -> list[Path]:
-    """Write the report of the results in ``folder``; returns the files written."""
+    """Write the report of the results in ``folder``; returns the files written.
+
+    All or nothing: the report is written into a staging folder beside the results (holding
+    links to its inputs) and its files are moved into ``folder`` only once every one of them
+    has been written, so a failure leaves the folder as it was."""
     results = read_results(folder)
-    _, summary = write_summary(folder / "results.csv")
-    written = [summary, *write_seed_report(folder, results)]
+    folder = folder.resolve()
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".report-") as tmp:
+        stage = Path(tmp)
+        for name in INPUTS:
+            if (folder / name).exists():
+                (stage / name).symlink_to(folder / name)
+        _write_all(stage, results)
+        staged = [p for p in sorted(stage.rglob("*")) if p.is_file() and not p.is_symlink()]
+        written = []
+        for path in staged:
+            target = folder / path.relative_to(stage)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            written.append(target)
+    return written
+
+
+def _write_all(folder: Path, results: pd.DataFrame) -> None:
+    write_summary(folder / "results.csv")
+    write_seed_report(folder, results)
     for suite in sorted(set(results["suite"].astype(str))):
         if suite in REPORTS:
-            written += REPORTS[suite](folder, results[results["suite"] == suite])
-    return written
+            REPORTS[suite](folder, results[results["suite"] == suite])
 
 
 def results_folder(target: str, preset: str | None = None, out: Path | None = None) -> Path:
@@ -44,7 +75,14 @@ def results_folder(target: str, preset: str | None = None, out: Path | None = No
     path) whose ``rabo-bench run`` wrote to ``out`` or, by default, ``out/<suite>`` or
     ``out/<suite>-<preset>`` under the working directory. Raises ValueError when no results
     are there, naming the command that makes them."""
-    if Path(target).is_dir():
+    path = Path(target)
+    if path.is_file() and path.suffix != ".toml":
+        raise ValueError(
+            f"{target} is a file; give a results folder (the --out of a run) or a suite"
+        )
+    if not path.exists() and path.suffix != ".toml" and ("/" in target or "\\" in target):
+        raise ValueError(f"no results folder {target}")
+    if path.is_dir():
         if preset is not None or out is not None:
             raise ValueError(f"{target} is a results folder: --preset and --out name a suite's")
         folder = Path(target)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from rabo_bench.algorithms import display_name
 from rabo_bench.report.claims import cifar_claims_table, plateau_table
-from rabo_bench.report.costs import relative_costs
+from rabo_bench.report.costs import percent, relative_costs
 from rabo_bench.report.curves import write_budget_curves
 from rabo_bench.report.omniglot import accuracy_table, mean_ci_cell
 from rabo_bench.report.paper import CIFAR_COST, CIFAR_GAIN, mean_gain
@@ -94,8 +94,8 @@ def write_cifar_report(folder: Path, results: pd.DataFrame) -> list[Path]:
         if costs is not None:
             c = costs[costs["algorithm"] == r.algorithm].mean(numeric_only=True)
             cost = (
-                f"{100 * c['comm_ratio']:.1f}% | {100 * c['param_weighted_ratio']:.1f}% "
-                f"| {100 * c['flop_weighted_ratio']:.1f}%"
+                f"{percent(c['comm_ratio'])} | {percent(c['param_weighted_ratio'])} "
+                f"| {percent(c['flop_weighted_ratio'])}"
             )
         lines.append(
             f"| {display_name(r.algorithm)} | {r.accuracy:.2f} ± {r.ci95:.2f} "

@@ -12,7 +12,7 @@ import pandas as pd
 
 from rabo_bench.algorithms import display_name
 from rabo_bench.report.claims import MATCHED, claims_table, plateau_table
-from rabo_bench.report.costs import relative_costs
+from rabo_bench.report.costs import percent, relative_costs
 from rabo_bench.report.curves import write_budget_curves
 from rabo_bench.report.paper import (
     SUBMODEL_BASELINES,
@@ -135,9 +135,9 @@ def cost_markdown(costs: pd.DataFrame) -> str:
     ]
     for r in costs.itertuples():
         lines.append(
-            f"| {r.setting} | {display_name(r.algorithm)} | {100 * r.comm_ratio:.1f}% "
-            f"| {100 * r.calls_ratio:.1f}% | {100 * r.param_weighted_ratio:.1f}% "
-            f"| {100 * r.flop_weighted_ratio:.1f}% |"
+            f"| {r.setting} | {display_name(r.algorithm)} | {percent(r.comm_ratio)} "
+            f"| {percent(r.calls_ratio)} | {percent(r.param_weighted_ratio)} "
+            f"| {percent(r.flop_weighted_ratio)} |"
         )
     return "\n".join(lines)
 

@@ -42,14 +42,18 @@ def smoke_run(tmp_path_factory) -> Path:
     return out
 
 
-def mlflow_runs(out: Path):
+def mlflow_runs(out: Path, parents: bool = False):
+    """The runs of the default store beside ``out`` (its parent folder's mlflow.db): the runs
+    of the suite, or with ``parents`` the commands' parent runs."""
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{out.parent / 'mlflow.db'}")
     try:
-        return mlflow.search_runs(experiment_names=["synthetic"])
+        runs = mlflow.search_runs(experiment_names=["synthetic"])
     finally:
         mlflow.set_tracking_uri(None)
+    child = runs["tags.rabo_bench.run_id"].notna()
+    return runs[~child if parents else child]
 
 
 def test_list_shows_algorithms_suites_and_presets(capsys):
@@ -74,11 +78,27 @@ def test_smoke_run_writes_results_runs_and_summary(smoke_run):
 def test_mlflow_store_lists_one_run_per_algorithm_and_seed(smoke_run):
     runs = mlflow_runs(smoke_run)
     assert sorted(runs["tags.mlflow.runName"]) == sorted(
-        f"{a}-seed{s}" for a in SUITE_ALGORITHMS for s in (0, 1)
+        f"{a} seed{s}" for a in SUITE_ALGORITHMS for s in (0, 1)
     )
     assert (runs["status"] == "FINISHED").all()
-    assert all(uri.startswith((smoke_run / "mlartifacts").as_uri()) for uri in runs.artifact_uri)
+    artifacts = (smoke_run.parent / "mlartifacts").as_uri()
+    assert all(uri.startswith(artifacts) for uri in runs.artifact_uri)
     assert "metrics.grad_norm_sq" in runs.columns and "params.problem.dim_x" in runs.columns
+
+
+def test_mlflow_runs_say_which_code_packages_and_machine_made_them(smoke_run):
+    """Every run carries the command's context, and is a child of the command's parent run."""
+    import torch
+
+    runs, parents = mlflow_runs(smoke_run), mlflow_runs(smoke_run, parents=True)
+    assert (runs["tags.rabo_bench.preset"] == "smoke").all()
+    assert (runs["tags.rabo_bench.version.torch"] == torch.__version__).all()
+    assert runs["tags.rabo_bench.git_commit"].str.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown").all()
+    assert runs["tags.rabo_bench.device"].str.startswith(("cpu:", "cuda:")).all()
+    assert runs["tags.rabo_bench.command"].str.contains("run synthetic --preset smoke").all()
+    assert set(runs["tags.mlflow.parentRunId"]) <= set(parents["run_id"])
+    assert (parents["tags.rabo_bench.preset"] == "smoke").all()
+    assert (parents["status"] == "FINISHED").all()
 
 
 def test_rerun_skips_finished_runs_and_keeps_the_table(smoke_run, capsys):
@@ -97,7 +117,7 @@ def test_no_mlflow_writes_no_store(tmp_path, capsys):
     )
     assert code == 0
     assert (out / "results.csv").exists()
-    assert not (out / "mlflow.db").exists() and not (out / "mlartifacts").exists()
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlartifacts").exists()
 
 
 def test_set_changes_the_suite_after_its_preset(tmp_path, capsys):
@@ -113,12 +133,23 @@ def test_set_changes_the_suite_after_its_preset(tmp_path, capsys):
 
 
 def test_the_default_output_folder_is_under_the_working_directory(tmp_path, monkeypatch, capsys):
+    """Choosing runs (--algorithms, --seeds) keeps the suite's folder; changing their
+    configuration (--rounds, --set) names its own, so no table mixes the two."""
     monkeypatch.chdir(tmp_path)
-    args = ["--algorithms", "fedmbo", "--seeds", "1", "--rounds", "1", "--no-mlflow"]
-    code, stdout, err = run_cli(capsys, *SMOKE, *args)
-    assert code == 0, err
-    assert f"output folder: {tmp_path / 'out' / 'synthetic-smoke'}" in stdout
-    assert (tmp_path / "out" / "synthetic-smoke" / "results.csv").is_file()
+    args = ["--algorithms", "fedmbo", "--seeds", "1", "--no-mlflow"]
+    folders = {
+        "synthetic-smoke": [],
+        "synthetic-smoke-rounds1": ["--rounds", "1"],
+        "synthetic-smoke-set-": ["--set", "problem.dim_x=3"],
+    }
+    for name, extra in folders.items():
+        code, stdout, err = run_cli(capsys, *SMOKE, *args, *extra)
+        assert code == 0, err
+        (line,) = [s for s in stdout.splitlines() if s.startswith("output folder: ")]
+        folder = Path(line.removeprefix("output folder: "))
+        assert folder.parent == tmp_path / "out" and folder.name.startswith(name), line
+        assert (folder / "results.csv").is_file()
+    assert len(list((tmp_path / "out").glob("synthetic-smoke*"))) == 3
 
 
 def test_broken_mlflow_only_warns_and_keeps_every_result(tmp_path, capsys):

@@ -64,7 +64,7 @@ def mlflow_tags(out: Path, experiment: str) -> dict[str, tuple[str, str]]:
     """{algorithm: (status, reason)} from the MLflow store the run wrote."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{out.parent / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     return {
         run.data.tags["rabo_bench.algorithm"]: (
@@ -72,6 +72,7 @@ def mlflow_tags(out: Path, experiment: str) -> dict[str, tuple[str, str]]:
             run.data.tags["rabo_bench.reason"],
         )
         for run in runs
+        if "rabo_bench.algorithm" in run.data.tags  # not the commands' parent runs
     }
 
 
