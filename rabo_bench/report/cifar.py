@@ -17,14 +17,15 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from rabo_bench.algorithms import display_name
+from rabo_bench.algorithms.style import method_style
 from rabo_bench.report.claims import cifar_claims_table, plateau_table
 from rabo_bench.report.costs import percent, relative_costs
 from rabo_bench.report.curves import write_budget_curves
 from rabo_bench.report.omniglot import accuracy_table, mean_ci_cell
 from rabo_bench.report.paper import CIFAR_COST, CIFAR_GAIN, mean_gain
 from rabo_bench.report.runs import describe, final_rows, save_figure
+from rabo_bench.report.titles import setup_title
 
-TITLE = "Long-tail CIFAR-10 (ratio 100), clients at width 1/2"
 JPEG_NOTE = (
     "Our CIFAR-10 is decoded from a quality-75 JPEG copy (data/PROVENANCE.md), not the "
     "original PNGs."
@@ -42,7 +43,7 @@ def _details(finals: pd.DataFrame) -> pd.DataFrame:
 def plot_curves(folder: Path, results: pd.DataFrame) -> list[Path]:
     """Test accuracy against the round, the counted FLOPs and the bytes communicated:
     ``curves.png``, ``curves_flops.png``, ``curves_bytes.png`` and their PDFs."""
-    return write_budget_curves(folder, results, TITLE)
+    return write_budget_curves(folder, results)
 
 
 def untrained_cell(finals: pd.DataFrame, algorithm: str) -> str:
@@ -54,18 +55,32 @@ def untrained_cell(finals: pd.DataFrame, algorithm: str) -> str:
     return f"{100 * values.mean():.1f}%" if len(values) else "-"
 
 
-def plot_per_class(details: pd.DataFrame, path: Path) -> None:
+def plot_per_class(details: pd.DataFrame, path: Path, title: str) -> list[Path]:
+    """Final test accuracy per class, one bar per method in its colour (the mean over the
+    seeds), grouped and centred on the class's tick; the classes are those of the
+    ``per_class`` lists. Writes ``path`` and a PDF beside it; returns both."""
+    classes = {len(v) for v in details["per_class"]}
+    if len(classes) != 1:
+        raise ValueError(f"per_class lists of different lengths {sorted(classes)}")
+    n = classes.pop()
     fig, ax = plt.subplots(figsize=(8, 4))
     methods = list(dict.fromkeys(details["algorithm"]))
     width = 0.8 / len(methods)
     for k, method in enumerate(methods):
-        per_class = details[details["algorithm"] == method]["per_class"].tolist()
-        mean = [100 * sum(v[c] for v in per_class) / len(per_class) for c in range(10)]
-        ax.bar([c + k * width for c in range(10)], mean, width, label=display_name(method))
-    ax.set_xlabel("class (0 = most frequent, 9 = rarest)")
-    ax.set_ylabel("test accuracy (%)")
+        per_class = details.loc[details["algorithm"] == method, "per_class"].tolist()
+        mean = [100 * sum(v[c] for v in per_class) / len(per_class) for c in range(n)]
+        offset = (k - (len(methods) - 1) / 2) * width
+        colour = method_style(method).colour
+        ax.bar(
+            [c + offset for c in range(n)], mean, width, color=colour, label=display_name(method)
+        )
+    ax.set_xticks(range(n))
+    ax.set_xlim(-0.5, n - 0.5)
+    ax.set_xlabel(f"class (0 = most frequent, {n - 1} = rarest)")
+    ax.set_ylabel("test accuracy (%), mean over seeds")
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, ncol=2)
-    save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def write_cifar_report(folder: Path, results: pd.DataFrame) -> list[Path]:
@@ -150,7 +165,7 @@ def write_cifar_report(folder: Path, results: pd.DataFrame) -> list[Path]:
             delta = ", ".join(f"{v:.3f}" for v in d["delta"].iloc[0])
             iota = ", ".join(f"{v:+.3f}" for v in d["iota"].iloc[0])
             lines.append(f"| {display_name(method)} | {delta} | {iota} |")
-    written = [folder / "table.md", folder / "per_class.png"]
-    written[0].write_text("\n".join(lines) + "\n")
-    plot_per_class(details, written[1])
-    return [*written, *plot_curves(folder, results)]
+    table_md = folder / "table.md"
+    table_md.write_text("\n".join(lines) + "\n")
+    per_class = plot_per_class(details, folder / "per_class.png", setup_title(folder, results))
+    return [table_md, *per_class, *plot_curves(folder, results)]

@@ -21,11 +21,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from rabo_bench.algorithms import display_name
+from rabo_bench.algorithms.style import method_style
 from rabo_bench.engine.suite import load_suite
 from rabo_bench.metrics.submodels import submodel_costs
 from rabo_bench.problems.registry import make_problem
 from rabo_bench.report.paper import PAPER_COST, PAPER_UNITS
 from rabo_bench.report.runs import save_figure
+from rabo_bench.report.titles import dataset_label, network_label
+
+HATCHES = ("", "..", "xx", "\\\\")  # one per preset, in order; the paper's bars: "//"
 
 
 def preset_costs(suite_name: str, preset: str) -> dict:
@@ -38,6 +43,7 @@ def preset_costs(suite_name: str, preset: str) -> dict:
     return {
         "preset": preset,
         "suite": suite.name,
+        "problem_name": suite.problem,
         "problem": suite.problem_params,
         "costs": costs,
         "mean_param": mean_p,
@@ -58,8 +64,9 @@ def write_cost_report(suite_name: str, presets: list[str], out: Path) -> list[Pa
         "",
     ]
     csv = ["preset,capacity,parameters,parameter_fraction,flops,flop_fraction"]
-    bars: dict[str, list[float]] = {}
-    for res in results:
+    bars: list[tuple[str, str, str, list[float]]] = []  # (method, source, hatch, values)
+    for k, res in enumerate(results):
+        network = network_label(res["problem"])
         lines += [
             f"## preset {res['preset']}: {res['problem']}",
             "",
@@ -96,29 +103,34 @@ def write_cost_report(suite_name: str, presets: list[str], out: Path) -> list[Pa
                 f"| {method} | {row[0]:.1f}% | {row[1]:.1f}% | {row[2]:.1f}% "
                 f"| {paper.get('computation', 'n/a')}% | {paper.get('communication', 'n/a')}% |"
             )
-            bars[f"{method}, ours ({res['preset']} preset)"] = row
+            source = f"ours, {res['preset']} preset: {network}"
+            bars.append((method, source, HATCHES[k % len(HATCHES)], row))
         lines.append("")
     for method, paper in reported.items():
-        bars[f"{method}, paper reported"] = [
-            paper["computation"],
-            paper["computation"],
-            paper["communication"],
-        ]
-    written = [out / "cost.md", out / "cost.csv", out / "cost.png"]
+        values = [paper["computation"], paper["computation"], paper["communication"]]
+        bars.append((method, "paper", "//", values))
+    written = [out / "cost.md", out / "cost.csv"]
     written[0].write_text("\n".join(lines) + "\n")
     written[1].write_text("\n".join(csv) + "\n")
-    _plot(bars, written[2])
-    return written
+    data = dataset_label({"name": results[0]["problem_name"], **results[0]["problem"]})
+    title = f"Cost relative to FedMBO: suite {suite_name}, {data}"
+    return [*written, *_plot(sorted(bars, key=lambda bar: bar[0]), out / "cost.png", title)]
 
 
-def _plot(bars: dict[str, list[float]], path: Path) -> None:
+def _plot(bars: list[tuple[str, str, str, list[float]]], path: Path, title: str) -> list[Path]:
+    """Grouped bars, one group per cost, each (method, source) in the method's colour with the
+    source's hatch; writes ``path`` and a PDF beside it."""
     labels = ["computation (params)", "computation (FLOPs)", "communication"]
-    fig, ax = plt.subplots(figsize=(8, 4.6))
+    fig, ax = plt.subplots(figsize=(8, 4.8))
     width = 0.8 / len(bars)
-    for k, (name, values) in enumerate(sorted(bars.items())):
-        ax.bar([i + k * width for i in range(3)], values, width, label=name)
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(3)], labels)
+    for k, (method, source, hatch, values) in enumerate(bars):
+        offset = (k - (len(bars) - 1) / 2) * width
+        colour, label = method_style(method).colour, f"{display_name(method)}, {source}"
+        ax.bar([i + offset for i in range(3)], values, width, color=colour, hatch=hatch,
+               edgecolor="white", label=label)  # fmt: skip
+    ax.set_xticks(range(3), labels)
     ax.set_ylabel("% of FedMBO (full model)")
-    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.1))
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.1))
     ax.grid(axis="y", alpha=0.3)
-    save_figure(fig, path)
+    return save_figure(fig, path)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from rabo_bench.algorithms import display_name
+from rabo_bench.algorithms.style import method_style
 from rabo_bench.problems.registry import saved_params
-
-PAPER_METHODS = ("rabo", "rafbo")  # their curves are solid, the baselines' dashed
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -64,30 +64,28 @@ def describe(folder: Path, results: pd.DataFrame) -> str:
     return f"{len(configs)} runs; rounds {rounds}; seeds {seeds}; problem: {text}"
 
 
-def save_figure(fig, path: Path, pdf: bool = False) -> None:
-    """Lay out, write at 120 dpi and close a matplotlib figure; ``pdf``: also as a PDF beside
-    it (same name, suffix .pdf)."""
+def save_figure(fig, path: Path) -> list[Path]:
+    """Lay out, write at 150 dpi and close a matplotlib figure, with a PDF beside the PNG (same
+    name, suffix .pdf) for a paper; returns both paths. The page is cut to what is drawn, a
+    legend beside the panels included."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    if pdf:
-        fig.savefig(path.with_suffix(".pdf"))
+    written = [path, path.with_suffix(".pdf")]
+    for target in written:
+        fig.savefig(target, dpi=150, bbox_inches="tight")
     plt.close(fig)
+    return written
 
 
-def algorithm_colours() -> dict[str, tuple[float, ...]]:
-    """One colour per registered algorithm, the same in every figure of every report: the
-    qualitative colormap tab10 (tab20 beyond ten algorithms) in a fixed order of
-    ``rabo_bench.algorithms.available()``: the paper's methods first (blue, orange), then the
-    others by name."""
-    import matplotlib
-
-    from rabo_bench.algorithms import available
-
-    names = sorted(available(), key=lambda name: (name not in PAPER_METHODS, name))
-    cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
-    return {name: cmap(k % cmap.N) for k, name in enumerate(names)}
+def draw_method(ax, x, centre, low, high, algorithm: str) -> None:
+    """The curve of ``algorithm`` in its style (:mod:`rabo_bench.algorithms.style`), a marker
+    on every tenth point or so, and its band from ``low`` to ``high`` (none where NaN)."""
+    colour, marker, line = method_style(algorithm)
+    every = max(1, len(x) // 10)
+    ax.plot(x, centre, line, color=colour, marker=marker, markersize=4, markevery=every,
+            label=display_name(algorithm))  # fmt: skip
+    ax.fill_between(x, low, high, color=colour, alpha=0.15, lw=0)
 
 
 def setting_panels(settings: list[str]):
@@ -96,7 +94,7 @@ def setting_panels(settings: list[str]):
 
     cols = min(2, len(settings))
     rows = math.ceil(len(settings) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.4 * rows), squeeze=False)
     for ax in list(axes.flat)[len(settings) :]:
         ax.axis("off")
     return fig, list(axes.flat)[: len(settings)]
@@ -108,15 +106,20 @@ def save_panels(
     settings: list[str],
     ylabel: str,
     path: Path,
-    xlabel: str = "global round q",
-    pdf: bool = False,
-) -> None:
-    """Title each panel by its setting (``ylabel`` without settings), label the axes, put the
-    legend in the first panel and save (see :func:`save_figure`)."""
+    title: str,
+    xlabel: str = "global round $q$",
+) -> list[Path]:
+    """Title the figure ``title`` and each panel by its setting, label the axes, put one legend
+    of every panel's entries right of the panels and save (see :func:`save_figure`)."""
+    fig.suptitle(title, fontsize=10)
+    entries = {}
     for ax, setting in zip(panels, settings, strict=True):
-        ax.set_title(setting or ylabel)
+        ax.set_title(setting, fontsize=10)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    panels[0].legend(fontsize=7)
-    save_figure(fig, path, pdf)
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    fig.legend(entries.values(), entries.keys(), fontsize=7, loc="upper left",
+               bbox_to_anchor=(1.0, 0.93))  # fmt: skip
+    return save_figure(fig, path)

@@ -1,6 +1,6 @@
 """Metrics over seeds, from saved results: the final-round table (mean and 95% confidence
 interval per (setting, algorithm), the paper's number beside ours where it reports one) and
-each metric against the round with its confidence band.
+each metric against the round with its band over the seeds (:func:`seed_bands`).
 
 The interval is Student's t over seeds, t_{0.975, n-1} s / sqrt(n): with the 2-5 seeds of a
 suite the normal 1.96 would be far too narrow (t_{0.975, 1} = 12.7). One seed has no interval
@@ -23,7 +23,8 @@ from scipy import stats
 
 from rabo_bench.algorithms import display_name
 from rabo_bench.report.paper import paper_accuracy
-from rabo_bench.report.runs import final_rows, save_panels, setting_panels
+from rabo_bench.report.runs import draw_method, final_rows, save_panels, setting_panels
+from rabo_bench.report.titles import setup_title
 
 # results column -> (label, scale, name in final.csv): accuracy in %, like the paper's tables
 METRICS = {
@@ -32,8 +33,18 @@ METRICS = {
     "inner_error": ("||y - y*||", 1.0, "inner_error"),
     "upper_loss": ("upper loss", 1.0, "upper_loss"),
 }
+# the y axis of a metric's figure (mathtext), and the range of a bounded one (its band is clipped)
+AXIS_LABELS = {
+    "accuracy": "test accuracy (%)",
+    "grad_norm_sq": r"$\|\nabla F(x^q)\|^2$",
+    "inner_error": r"$\|y^q - y^*(x^q)\|$",
+    "upper_loss": r"upper-level loss $\frac{1}{M}\sum_i f_i(x^q, y^q)$",
+}
+BOUNDS = {"accuracy": (0.0, 100.0)}
 LOG_SCALE = ("grad_norm_sq", "inner_error")
 KEYS = ["suite", "setting", "algorithm"]
+LINEAR_BAND = "line: mean; shaded: 95% CI over seeds (Student t)"
+LOG_BAND = "line: geometric mean; shaded: min-max over seeds"
 
 
 def ci95(std: pd.Series | float, n: pd.Series | int) -> pd.Series | float:
@@ -43,6 +54,34 @@ def ci95(std: pd.Series | float, n: pd.Series | int) -> pd.Series | float:
     with np.errstate(invalid="ignore", divide="ignore"):
         t = np.where(n >= 2, stats.t.ppf(0.975, np.maximum(n - 1, 1)), np.nan)
         return t * np.asarray(std, dtype=float) / np.sqrt(n)
+
+
+def seed_bands(
+    values: pd.Series, keys: list[pd.Series], log: bool, bounds: tuple[float, float] | None = None
+) -> pd.DataFrame:
+    """Per group of ``keys``: the ``centre`` line over the seeds' ``values``, the band from
+    ``low`` to ``high`` (NaN with one seed) and the number of ``seeds``.
+
+    Linear axis: the mean with its Student-t 95% interval (:func:`ci95`), clipped to
+    ``bounds`` where the quantity has them. Log axis (``values`` all positive): the geometric
+    mean, and the band from the smallest to the largest value: a t interval of the mean would
+    reach below 0 (off a log axis) or far above every seed there, its half-width being 2.5
+    standard deviations of the seeds with 3 of them.
+    """
+    if log:
+        groups = values.groupby(keys, sort=False)
+        bands = groups.agg(["min", "max", "count"]).set_axis(["low", "high", "seeds"], axis=1)
+        centre = np.exp(np.log(values).groupby(keys, sort=False).mean())
+    else:
+        moments = values.groupby(keys, sort=False).agg(["mean", "std", "count"])
+        centre, half = moments["mean"], ci95(moments["std"], moments["count"])
+        low, high = centre - half, centre + half
+        if bounds is not None:
+            low, high = low.clip(lower=bounds[0]), high.clip(upper=bounds[1])
+        bands = pd.DataFrame({"low": low, "high": high, "seeds": moments["count"]})
+    bands.insert(0, "centre", centre)
+    bands.loc[bands["seeds"] < 2, ["low", "high"]] = np.nan
+    return bands
 
 
 def diverged(rows: pd.DataFrame) -> pd.Series:
@@ -125,32 +164,37 @@ def seed_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def plot_rounds(results: pd.DataFrame, metric: str, path: Path) -> None:
-    """``metric`` against the round: the mean over the seeds with its 95% band, one line per
-    algorithm, one panel per setting; runs that diverged are left out, as in the table."""
+def plot_rounds(results: pd.DataFrame, metric: str, path: Path, title: str) -> list[Path]:
+    """``metric`` against the round, one line per algorithm in its colour with its band over the
+    seeds (:func:`seed_bands`; log axis where the metric is a norm and every value positive),
+    one panel per setting, titled ``title``; runs that diverged are left out, as in the table.
+    Writes ``path`` and a PDF beside it; returns both."""
     settings = list(dict.fromkeys(results["setting"]))
     fig, panels = setting_panels(settings)
-    spread = _spread(results[~diverged(results)], ["setting", "algorithm", "round"], metric)
-    label = METRICS[metric][0]
+    ok = results[~diverged(results)]
+    values = ok[metric].astype(float).replace([np.inf, -np.inf], np.nan) * METRICS[metric][1]
+    values = values.dropna()
+    log = metric in LOG_SCALE and bool((values > 0).all())
+    keys = [ok.loc[values.index, k] for k in ("setting", "algorithm", "round")]
+    bands = seed_bands(values, keys, log, BOUNDS.get(metric))
+    drawn = bands.index.droplevel("round")
     for ax, setting in zip(panels, settings, strict=True):
         for algorithm in dict.fromkeys(results[results["setting"] == setting]["algorithm"]):
-            if (setting, algorithm) not in spread.index.droplevel("round"):
+            if (setting, algorithm) not in drawn:
                 continue  # every run diverged
-            curve = spread.loc[(setting, algorithm)].dropna(subset=["mean"])
-            line = ax.plot(curve.index, curve["mean"], label=display_name(algorithm))[0]
-            band = curve["ci95"].fillna(0.0)
-            low, high = curve["mean"] - band, curve["mean"] + band
-            ax.fill_between(curve.index, low, high, color=line.get_color(), alpha=0.15, lw=0)
-        means = spread["mean"].dropna()
-        if metric in LOG_SCALE and (means > 0).all():
-            # a band reaching below 0 would stretch the axis over decades: frame the means
+            curve = bands.loc[(setting, algorithm)]
+            draw_method(ax, curve.index, curve["centre"], curve["low"], curve["high"], algorithm)
+        if log:
             ax.set_yscale("log")
-            ax.set_ylim(means.min() / 3, means.max() * 3)
-    save_panels(fig, panels, settings, f"{label}, mean and 95% CI over seeds", path)
+    if bands["low"].notna().any():  # an empty patch names the bands in the legend
+        label = LOG_BAND if log else LINEAR_BAND
+        panels[0].fill_between([], [], color="0.5", alpha=0.3, lw=0, label=label)
+    return save_panels(fig, panels, settings, AXIS_LABELS[metric], path, title)
 
 
 def write_seed_report(folder: Path, results: pd.DataFrame) -> list[Path]:
-    """``final.md`` and ``final.csv`` (the seed table) and ``rounds_<metric>.png``."""
+    """``final.md`` and ``final.csv`` (the seed table) and ``rounds_<metric>.png`` with their
+    PDFs."""
     table = seed_table(results)
     text = (
         "# Final-round metrics over seeds\n\n"
@@ -162,7 +206,7 @@ def write_seed_report(folder: Path, results: pd.DataFrame) -> list[Path]:
     written = [folder / "final.md", folder / "final.csv"]
     written[0].write_text(text)
     table.to_csv(written[1], index=False)
+    title = setup_title(folder, results)
     for metric in metrics_of(results):
-        written.append(folder / f"rounds_{metric}.png")
-        plot_rounds(results, metric, written[-1])
+        written += plot_rounds(results, metric, folder / f"rounds_{metric}.png", title)
     return written

@@ -15,8 +15,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
+from rabo_bench.algorithms import display_name
+from rabo_bench.algorithms.style import method_style
 from rabo_bench.theory.fit import (
     DESIGN_CARD,
     FACTOR_COLUMNS,
@@ -31,30 +34,53 @@ FACTOR_LABELS = {
     "coverage": "minimum coverage $C_x^*$ (clients)",
     "T": "local inner steps $T$ (count)",
 }
+FACTOR_SYMBOLS = {"Q": "$Q$", "coverage": "$C_x^*$", "T": "$T$"}
 RESPONSE_LABEL = r"$\frac{1}{Q}\sum_{q<Q}\|\nabla F(x^q)\|^2$ (squared gradient norm)"
-MARKERS = "osD^vP*Xh<>"
+SEEDS = "geometric mean over seeds"
+SPREAD = "shaded / whiskers: min-max over seeds"
+MARKERS = "osD^vP*Xh<>"  # of the estimators in the Pareto figures
 # rel_error this small is round-off; it is drawn at this floor so the log axis can show it
 ERROR_FLOOR = 1e-16
 
 
 def _style(names: Sequence[str]) -> dict[str, tuple[str, str]]:
-    """A fixed (colour, marker) per name, in order of first appearance."""
+    """A fixed (colour, marker) per estimator name, in order of first appearance."""
     unique = list(dict.fromkeys(names))
     return {n: (f"C{k % 10}", MARKERS[k % len(MARKERS)]) for k, n in enumerate(unique)}
 
 
 def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+    """``<stem>.png`` and ``<stem>.pdf``, cut to what is drawn, legends beside a panel included."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
     for path in paths:
-        fig.savefig(path, dpi=300, bbox_inches="tight")
+        fig.savefig(path, dpi=300, bbox_inches="tight", bbox_extra_artists=legends)
     return paths
 
 
-def _quantiles(runs: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Per level of ``column``: the 20%, 50% and 80% quantiles of the response over seeds."""
-    return runs.groupby(column)[RESPONSE].quantile([0.2, 0.5, 0.8]).unstack()
+def _over_seeds(runs: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per level of ``column``: the geometric mean (``centre``), the smallest (``low``) and the
+    largest (``high``) response over the seeds. The fit is least squares in logs, so the
+    geometric mean is what it fits: with as many seeds at every level, the fitted line is the
+    least-squares line through these centres."""
+    groups = runs.groupby(column)[RESPONSE]
+    centre = np.exp(np.log(runs[RESPONSE]).groupby(runs[column]).mean())
+    return pd.DataFrame({"centre": centre, "low": groups.min(), "high": groups.max()})
+
+
+def _centre(runs: pd.DataFrame, column: str) -> tuple[float, float]:
+    """The geometric centre of the runs, through which a least-squares line in logs passes."""
+    logs = np.log(runs[[column, RESPONSE]].to_numpy(dtype=float)).mean(axis=0)
+    return float(np.exp(logs[0])), float(np.exp(logs[1]))
+
+
+def _legend_beside(ax, handles: list, labels: list[str]) -> None:
+    """The legend right of the panel, outside the layout: the panel keeps its size and the saved
+    page (``bbox_inches="tight"``) widens to the legend."""
+    legend = ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    legend.set_in_layout(False)
 
 
 def _log_ticks(ax, levels: np.ndarray) -> None:
@@ -87,47 +113,57 @@ def _sweep_runs(rates: pd.DataFrame, factor: str) -> pd.DataFrame:
 def plot_factor(
     rates: pd.DataFrame, factor: str, fit_rows: pd.DataFrame, out_dir: Path
 ) -> list[Path]:
-    """avg ||grad F||^2 against one factor on its own sweep, log-log, one colour per algorithm.
+    """avg ||grad F||^2 against one factor on its own sweep, log-log, each algorithm in its colour.
 
-    Markers: the median over seeds; shaded: the 20-80% quantile band (whiskers where an
-    algorithm has one level, e.g. FedMBO at C_x* = 10 on the coverage plot). Solid: the fitted
-    power law from ``fit_rows`` (``per_sweep_table`` rows), drawn through the geometric centre
-    of the fitted runs, where a one-factor least-squares line in logs passes exactly; its band
-    spans the lines with the CI-end exponents through the same centre (slope uncertainty only,
-    not the intercept's). Dashed: the theory's slope (SPEC Corollary 1: -1/2, 0 for T) anchored
-    at the first median; dotted: the design card's slope where it differs (T: -1/2).
+    The runs are those the fit uses (positive responses of the sweep). Markers: the geometric
+    mean over the seeds at each level; shaded: the smallest to the largest seed (whiskers where
+    an algorithm has one level, e.g. FedMBO at C_x* = 10 on the coverage plot). Every line goes
+    through the geometric centre of the algorithm's runs, where the least-squares line in logs
+    passes. Solid: the fitted power law from ``fit_rows`` (``per_sweep_table`` rows); hatched:
+    the lines with the ends of its slope's CI (slope uncertainty only, not the intercept's).
+    Dashed: the theory's slope (SPEC Corollary 1: -1/2, 0 for T); dotted: the design card's
+    slope where it differs (T: -1/2).
     """
     column = FACTOR_COLUMNS[factor]
     sweep = _sweep_runs(rates, factor)
+    sweep = sweep[np.isfinite(sweep[RESPONSE]) & (sweep[RESPONSE] > 0)]
     fig = Figure(figsize=(5.5, 4.0))
     ax = fig.add_subplot()
-    style = _style(rates["algorithm"])
+    fitted = False
     for algorithm, runs in sweep.groupby("algorithm", sort=False):
-        colour, marker = style[algorithm]
-        q = _quantiles(runs, column)
-        x, med = q.index.to_numpy(dtype=float), q[0.5].to_numpy()
-        label = f"{algorithm} (median, 20-80%)"
+        colour, marker, _ = method_style(algorithm)
+        name = display_name(algorithm)
+        levels = _over_seeds(runs, column)
+        x, centre = levels.index.to_numpy(dtype=float), levels["centre"].to_numpy()
         if len(x) == 1:
-            whiskers = [med - q[0.2].to_numpy(), q[0.8].to_numpy() - med]
-            ax.errorbar(x, med, whiskers, fmt=marker, color=colour, capsize=3, label=label)
+            whiskers = [centre - levels["low"], levels["high"] - centre]
+            label = f"{name}: {SEEDS}"
+            ax.errorbar(x, centre, whiskers, fmt=marker, color=colour, capsize=3, label=label)
             continue
-        ax.fill_between(x, q[0.2], q[0.8], color=colour, alpha=0.18, linewidth=0)
-        ax.plot(x, med, marker, color=colour, label=label)
+        ax.fill_between(x, levels["low"], levels["high"], color=colour, alpha=0.15, lw=0)
+        ax.plot(x, centre, marker, color=colour, label=f"{name}: {SEEDS}")
         xs = np.geomspace(x.min(), x.max(), 50)
-        ax.plot(xs, med[0] * (xs / x[0]) ** PREDICTED[factor], "--", color=colour, lw=1)
+        centre_x, centre_y = _centre(runs, column)
+        ax.plot(xs, centre_y * (xs / centre_x) ** PREDICTED[factor], "--", color=colour, lw=1)
         if DESIGN_CARD[factor] != PREDICTED[factor]:
-            ax.plot(xs, med[0] * (xs / x[0]) ** DESIGN_CARD[factor], ":", color=colour, lw=1)
+            design = centre_y * (xs / centre_x) ** DESIGN_CARD[factor]
+            ax.plot(xs, design, ":", color=colour, lw=1)
         fit = _fit_row(fit_rows, algorithm, factor)
         if fit is None:
             continue
-        used = runs[np.isfinite(runs[RESPONSE]) & (runs[RESPONSE] > 0)]
-        centre_x = np.exp(np.log(used[column].to_numpy(dtype=float)).mean())
-        centre_y = np.exp(np.log(used[RESPONSE].to_numpy(dtype=float)).mean())
+        fitted = True
         ends = [centre_y * (xs / centre_x) ** fit[k] for k in ("ci_low", "ci_high")]
-        ax.fill_between(xs, np.minimum(*ends), np.maximum(*ends), color=colour, alpha=0.12, lw=0)
-        label = f"fit {fit['exponent']:+.2f} [{fit['ci_low']:+.2f}, {fit['ci_high']:+.2f}]"
+        ax.fill_between(xs, np.minimum(*ends), np.maximum(*ends), facecolor="none",
+                        edgecolor=colour, hatch="////", lw=0, alpha=0.6)  # fmt: skip
+        ci = f"[{fit['ci_low']:+.2f}, {fit['ci_high']:+.2f}]"
+        label = f"{name} fit: slope {fit['exponent']:+.2f} {ci}"
         ax.plot(xs, centre_y * (xs / centre_x) ** fit["exponent"], "-", color=colour, label=label)
     handles, labels = ax.get_legend_handles_labels()
+    handles.append(Patch(color="grey", alpha=0.3, lw=0))
+    labels.append(SPREAD)
+    if fitted:
+        handles.append(Patch(facecolor="none", edgecolor="grey", hatch="////", lw=0))
+        labels.append("hatched: slopes at the ends of the fit's 95% CI")
     handles.append(Line2D([], [], color="grey", ls="--", lw=1))
     labels.append(f"theory slope {Fraction(PREDICTED[factor])}")
     if DESIGN_CARD[factor] != PREDICTED[factor]:
@@ -135,9 +171,9 @@ def plot_factor(
         labels.append(f"design card slope {Fraction(DESIGN_CARD[factor])}")
     ax.set(xscale="log", yscale="log", xlabel=FACTOR_LABELS[factor], ylabel=RESPONSE_LABEL)
     _log_ticks(ax, np.sort(sweep[column].unique().astype(float)))
-    ax.set_title(f"Rate in {factor} (others at the base point)", fontsize=10)
+    ax.set_title(f"Rate in {FACTOR_SYMBOLS[factor]} (others at the base point)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(handles, labels, fontsize=7, loc="best")
+    _legend_beside(ax, handles, labels)
     fig.tight_layout()
     return _save(fig, out_dir, f"rate_{factor}")
 
@@ -145,12 +181,13 @@ def plot_factor(
 def plot_coverage_bars(rates: pd.DataFrame, out_dir: Path) -> list[Path]:
     """avg ||grad F||^2 per C_x* on the coverage sweep, like the paper's Fig. 4 (right).
 
-    Bars: the median over seeds for each algorithm whose C_x* varies (RABO, RAFBO), error bars
-    the 20-80% quantiles; an algorithm with a single C_x* (FedMBO, C_x* = 10, at the base point)
-    is a dashed horizontal reference with its 20-80% band. Linear y axis: bar heights compare.
+    Bars: the geometric mean over the seeds for each algorithm whose C_x* varies (RABO, RAFBO),
+    as the markers of the rate plot; whiskers: the smallest to the largest seed. An algorithm
+    with a single C_x* (FedMBO, C_x* = 10, at the base point) is a dashed horizontal reference
+    with the same band shaded. Linear y axis: bar heights compare.
     """
     sweep = _sweep_runs(rates, "coverage")
-    style = _style(rates["algorithm"])
+    sweep = sweep[np.isfinite(sweep[RESPONSE]) & (sweep[RESPONSE] > 0)]
     spread = sweep.groupby("algorithm", sort=False)["cx_star"].nunique()
     bars, references = list(spread.index[spread > 1]), list(spread.index[spread == 1])
     levels = np.sort(sweep.loc[sweep["algorithm"].isin(bars), "cx_star"].unique())
@@ -158,26 +195,27 @@ def plot_coverage_bars(rates: pd.DataFrame, out_dir: Path) -> list[Path]:
     ax = fig.add_subplot()
     width = 0.8 / max(1, len(bars))
     for k, algorithm in enumerate(bars):
-        q = _quantiles(sweep[sweep["algorithm"] == algorithm], "cx_star").reindex(levels)
-        med = q[0.5].to_numpy()
-        whiskers = [med - q[0.2].to_numpy(), q[0.8].to_numpy() - med]
+        seeds = _over_seeds(sweep[sweep["algorithm"] == algorithm], "cx_star").reindex(levels)
+        centre = seeds["centre"].to_numpy()
+        whiskers = [centre - seeds["low"].to_numpy(), seeds["high"].to_numpy() - centre]
         offset = (k - (len(bars) - 1) / 2) * width
-        colour = style[algorithm][0]
-        ax.bar(np.arange(len(levels)) + offset, med, width, yerr=whiskers, capsize=3,
-               color=colour, alpha=0.85, label=f"{algorithm} (median, 20-80%)")  # fmt: skip
+        ax.bar(np.arange(len(levels)) + offset, centre, width, yerr=whiskers, capsize=3,
+               color=method_style(algorithm).colour, alpha=0.85,
+               label=f"{display_name(algorithm)}: {SEEDS}, whiskers min-max")  # fmt: skip
     for algorithm in references:
         runs = sweep[sweep["algorithm"] == algorithm]
-        low, med, high = runs[RESPONSE].quantile([0.2, 0.5, 0.8])
-        colour = style[algorithm][0]
-        label = f"{algorithm} ($C_x^*$ = {runs['cx_star'].iloc[0]:g}; median, 20-80%)"
-        ax.axhline(med, color=colour, ls="--", lw=1.2, label=label)
-        ax.axhspan(low, high, color=colour, alpha=0.12, lw=0)
+        seeds = _over_seeds(runs, "cx_star").iloc[0]
+        colour = method_style(algorithm).colour
+        name = f"{display_name(algorithm)} ($C_x^*$ = {runs['cx_star'].iloc[0]:g})"
+        label = f"{name}: {SEEDS}, shaded min-max"
+        ax.axhline(seeds["centre"], color=colour, ls="--", lw=1.2, label=label)
+        ax.axhspan(seeds["low"], seeds["high"], color=colour, alpha=0.12, lw=0)
     ax.set_xticks(np.arange(len(levels)), [f"{v:g}" for v in levels])
     ax.set(xlabel=FACTOR_LABELS["coverage"], ylabel=RESPONSE_LABEL)
     ax.set_ylim(bottom=0)
     ax.set_title("Stationarity against minimum coverage (cf. paper Fig. 4 right)", fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    _legend_beside(ax, *ax.get_legend_handles_labels())
     fig.tight_layout()
     return _save(fig, out_dir, "coverage_bars")
 

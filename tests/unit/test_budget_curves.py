@@ -7,18 +7,18 @@ untrained share appear in the tables, "-" where the results predate them."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from rabo_bench.algorithms import available, display_name
+from rabo_bench.algorithms.style import method_style
 from rabo_bench.engine.results import COLUMNS
 from rabo_bench.report.cifar import write_cifar_report
 from rabo_bench.report.curves import X_AXES, mean_curves
 from rabo_bench.report.omniglot import write_omniglot_report
-from rabo_bench.report.runs import algorithm_colours, read_results
+from rabo_bench.report.runs import read_results
 
 T_975_1 = 12.706204736174698  # Student t quantile 0.975, 1 degree of freedom (2 seeds)
 FIGURES = ("curves.png", "curves_flops.png", "curves_bytes.png")
@@ -116,19 +116,20 @@ def test_old_results_without_the_new_columns_still_report(tmp_path):
 def test_the_curve_is_the_seed_mean_at_the_seeds_mean_x(tmp_path):
     results = read_results(_folder(tmp_path, "omniglot", ["5w1s"], old_seed1=True))
     flops = mean_curves(results, "flops").set_index(["algorithm", "round"])
-    # static: seed 1 has no flops, so the FLOPs curve is seed 0 alone, without a band
-    assert flops.loc[("static", 2), "x"] == 2000 and flops.loc[("static", 2), "seeds"] == 1
-    assert math.isnan(flops.loc[("static", 2), "ci95"])
+    # static: seed 1 has no flops, so the FLOPs curve is seed 0 alone, with its test-set CI
+    static = flops.loc[("static", 2)]
+    assert static["x"] == 2000 and static["seeds"] == 1 and static["band"] == "test"
+    assert (static["low"], static["high"]) == pytest.approx((40.0 - 1.0, 40.0 + 1.0))
     assert flops.loc[("rabo", 2), "x"] == 2010 and flops.loc[("rabo", 2), "seeds"] == 2
     rounds = mean_curves(results, "round").set_index(["algorithm", "round"])
-    assert rounds.loc[("rabo", 2), "mean"] == pytest.approx(45.5)
-    assert rounds.loc[("rabo", 2), "ci95"] == pytest.approx(T_975_1 / 2)  # s / sqrt(2) = 1/2
+    rabo = rounds.loc[("rabo", 2)]
+    assert rabo["mean"] == pytest.approx(45.5) and rabo["band"] == "seeds"
+    half = T_975_1 / 2  # s / sqrt(2) = 1/2
+    assert (rabo["low"], rabo["high"]) == pytest.approx((45.5 - half, 45.5 + half))
     assert set(X_AXES) == {"round", "flops", "bytes"}
 
 
 def test_every_registered_algorithm_has_its_own_fixed_colour():
-    colours = algorithm_colours()
-    assert set(colours) == set(available())
+    colours = {name: method_style(name).colour for name in available()}
     assert len(set(colours.values())) == len(colours)
-    assert algorithm_colours() == colours
-    assert colours["rabo"] == (0.12156862745098039, 0.4666666666666667, 0.7058823529411765, 1.0)
+    assert colours["rabo"] == "#1f77b4"  # tab10 blue
