@@ -33,6 +33,7 @@ from rabo_bench.engine.suite_layers import (
     merged,
     setting_names,
 )
+from rabo_bench.problems.ranges import COUNT, RangeError
 from rabo_bench.problems.registry import ParamError, archives_needed, problem_config
 
 # The suites shipped with the package: the top-level suites/ folder, installed as the package
@@ -54,6 +55,9 @@ TOP_KEYS = (
 )
 PRESET_KEYS = tuple(k for k in TOP_KEYS if k not in ("name", "presets"))  # and --set
 REQUIRED = ("rounds", "algorithms", "capacities", "problem")
+# The allowed values of the numeric top-level keys, which presets and settings may set too
+# (seeds and capacities, which also take lists, are checked by _seeds and _capacities).
+TOP_RANGES = {"rounds": COUNT, "eval_every": COUNT}
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,8 @@ def _overrides(check: Checker, table: dict[str, dict[str, Any]]) -> dict[str, di
     for name, changes in table.items():
         try:
             algorithms.get(name, changes)
+        except RangeError as err:  # err.key: (name, part, ..., setting)
+            check.fail(f"overrides.{err}", ("overrides", *err.key))
         except ValueError as err:
             check.fail(f"overrides.{name}: {err}", ("overrides", name))
     return table
@@ -285,9 +291,9 @@ def _build(
         description=check.string(raw.get("description", ""), "description"),
         path=path,
         preset=preset,
-        rounds=check.positive_int(raw, "rounds"),
+        rounds=check.in_range(raw, "rounds", TOP_RANGES["rounds"]),
         seeds=_seeds(check, raw.get("seeds", 1)),
-        eval_every=check.positive_int(raw, "eval_every", 1),
+        eval_every=check.in_range(raw, "eval_every", TOP_RANGES["eval_every"], 1),
         algorithms=_algorithms(check, raw["algorithms"]),
         capacities=_capacities(check, raw["capacities"], config.num_clients),
         problem=problem_name,
