@@ -33,7 +33,7 @@ from rabo_bench.engine.suite_layers import (
     merged,
     setting_names,
 )
-from rabo_bench.problems.ranges import COUNT, RangeError
+from rabo_bench.problems.ranges import COUNT, Range, RangeError
 from rabo_bench.problems.registry import ParamError, archives_needed, problem_config
 
 # The suites shipped with the package: the top-level suites/ folder, installed as the package
@@ -45,6 +45,7 @@ TOP_KEYS = (
     "rounds",
     "seeds",
     "eval_every",
+    "diverge_factor",
     "algorithms",
     "capacities",
     "problem",
@@ -55,9 +56,12 @@ TOP_KEYS = (
 )
 PRESET_KEYS = tuple(k for k in TOP_KEYS if k not in ("name", "presets"))  # and --set
 REQUIRED = ("rounds", "algorithms", "capacities", "problem")
+# A run whose upper_loss, grad_norm_sq or inner_error exceeds this multiple of its round-0 value
+# has diverged (engine.run); the default is not part of a run's identity.
+DIVERGE_FACTOR = 1e6
 # The allowed values of the numeric top-level keys, which presets and settings may set too
 # (seeds and capacities, which also take lists, are checked by _seeds and _capacities).
-TOP_RANGES = {"rounds": COUNT, "eval_every": COUNT}
+TOP_RANGES = {"rounds": COUNT, "eval_every": COUNT, "diverge_factor": Range(1, low_open=True)}
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class Suite:
     rates: dict[str, Any] = field(default_factory=dict)  # a rate-measurement grid (theory/)
     setting: str = ""  # the name of this variant of a suite with [settings]
     settings: tuple[Suite, ...] = ()  # one validated Suite per [settings.NAME] table
+    diverge_factor: float = DIVERGE_FACTOR
 
     def only_settings(self, names: list[str]) -> Suite:
         """This suite with only the [settings] variants ``names`` (``--settings``)."""
@@ -302,6 +307,9 @@ def _build(
         presets=presets,
         rates=check.table(raw.get("rates", {}), ("rates",)),
         setting=setting,
+        diverge_factor=float(
+            check.in_range(raw, "diverge_factor", TOP_RANGES["diverge_factor"], DIVERGE_FACTOR)
+        ),
     )
 
 

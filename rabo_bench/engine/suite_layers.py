@@ -21,7 +21,15 @@ from rabo_bench import algorithms
 from rabo_bench.engine.suite_file import COMMAND_LINE, Checker
 from rabo_bench.problems.ranges import RangeError
 
-SETTING_KEYS = ("problem", "capacities", "overrides", "algorithms", "rounds", "eval_every")
+SETTING_KEYS = (
+    "problem",
+    "capacities",
+    "overrides",
+    "algorithms",
+    "rounds",
+    "eval_every",
+    "diverge_factor",
+)
 _NESTED = ("presets", "settings", COMMAND_LINE)  # keys that hold other layers, not values
 
 

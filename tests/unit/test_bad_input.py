@@ -110,6 +110,12 @@ def test_suite_errors_name_file_line_and_key(capsys, tmp_path, old, new, written
             "noise = 1.5",
             "problem.noise = 1.5 must be a number in [0, 1)",
         ),
+        (
+            "seeds = 1\n",
+            "diverge_factor = 1\n",
+            "diverge_factor",
+            "diverge_factor = 1 must be a finite number > 1",
+        ),
     ],
 )
 def test_a_value_outside_its_range_is_refused_with_key_path_and_range(
