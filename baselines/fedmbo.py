@@ -31,6 +31,7 @@ from rabo_bench.hypergrad import HypergradientEstimator, make_estimator
 from rabo_bench.hypergrad.estimators.sampled_neumann import SampledNeumann
 from rabo_bench.hypergrad.implicit import LowerSystem, implicit_hypergradient
 from rabo_bench.params import Layout, Params
+from rabo_bench.problems.ranges import POSITIVE, setting
 
 
 @dataclass(frozen=True)
@@ -115,9 +116,10 @@ class ParallelHypergradient(OuterStep):
 
     name: ClassVar[str] = "parallel_hypergradient"
     estimator: HypergradientEstimator
-    lr: float = 0.01
+    lr: float = setting(0.01, POSITIVE)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not isinstance(self.estimator, SampledNeumann):
             raise ValueError(
                 f"{self.name} (FedMBO) takes the sampled_neumann estimator, "

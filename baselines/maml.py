@@ -11,6 +11,7 @@ import torch
 
 from rabo_bench.algorithms import register, single_level
 from rabo_bench.federated.policies import FullModel
+from rabo_bench.problems.ranges import POSITIVE, Range, setting
 from rabo_bench.problems.single_level import SingleLevelLoss
 
 
@@ -21,8 +22,8 @@ class FirstOrderMAML(SingleLevelLoss):
     w.r.t. (x, y) is the query gradient there (first order); the mean over the episodes."""
 
     name: ClassVar[str] = "maml"
-    steps: int = 5
-    lr: float = 0.1
+    steps: int = setting(5, Range(0, integer=True))  # 0: no adaptation, the query loss itself
+    lr: float = setting(0.1, POSITIVE)
 
     def supports(self, problem) -> bool:
         return hasattr(problem, "episode_batch")

@@ -4,12 +4,14 @@
 used for the run id and MLflow params. ``with_overrides`` changes settings by nested mapping,
 e.g. ``{"inner": {"steps": 5}, "outer": {"estimator": {"terms": 3}}}``; an estimator's type may
 be swapped with ``{"outer": {"estimator": {"type": "cg", "iterations": 5}}}``. Unknown keys and
-values of the wrong type raise ValueError naming the key.
+values of the wrong type raise ValueError naming the key; a value outside the range its field
+declares (:mod:`rabo_bench.problems.ranges`) raises RangeError with the whole key path, e.g.
+``rabo.inner.steps = -5 must be an integer >= 1``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any
 
@@ -17,6 +19,7 @@ from rabo_bench.federated.inner import InnerSolver, JointLocalSGD
 from rabo_bench.federated.outer import NoOuterStep, OuterStep
 from rabo_bench.federated.policies import MaskPolicy
 from rabo_bench.hypergrad import HypergradientEstimator, make_estimator
+from rabo_bench.problems.ranges import RangeError
 from rabo_bench.problems.single_level import TASK_LOSS, SingleLevelLoss
 
 
@@ -71,6 +74,14 @@ def _nested_setting(part: Any, key: str, path: str) -> list[str]:
     ]
 
 
+def _built(path: str, build: Callable[[], Any]) -> Any:
+    """``build()``, a part at ``path``; a setting outside its range is named by its whole path."""
+    try:
+        return build()
+    except RangeError as err:
+        raise err.under(path) from None
+
+
 def override_part(part: Any, changes: Mapping[str, Any], path: str) -> Any:
     """A copy of ``part`` with ``changes`` applied (recursively into nested parts)."""
     if not isinstance(changes, Mapping):
@@ -78,7 +89,7 @@ def override_part(part: Any, changes: Mapping[str, Any], path: str) -> Any:
     settings = {k: v for k, v in changes.items() if k != "type"}
     if "type" in changes and changes["type"] != part.name:
         if isinstance(part, HypergradientEstimator):
-            return make_estimator(changes["type"], **settings)
+            return _built(path, lambda: make_estimator(changes["type"], **settings))
         if isinstance(part, MaskPolicy):
             return override_part(_policy_type(changes["type"], path)(), settings, path)
         raise ValueError(f"{path}.type cannot change from {part.name!r} to {changes['type']!r}")
@@ -95,7 +106,7 @@ def override_part(part: Any, changes: Mapping[str, Any], path: str) -> Any:
             kwargs[key] = override_part(current, value, f"{path}.{key}")
         else:
             kwargs[key] = _check_value(f"{path}.{key}", current, value)
-    return replace(part, **kwargs)
+    return _built(path, lambda: replace(part, **kwargs))
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,14 @@ the round loop for it.
 
 ``expand`` turns a validated suite into run specs; ``execute_run`` runs one spec and returns
 its result rows, resuming from a checkpoint when one is given and ending early with status
-"diverged" when the iterate or a metric turns NaN/Inf.
+"diverged" when the iterate or a metric turns NaN/Inf, or a metric blows up (``BLOW_UP``: over
+``diverge_factor`` times its round-0 value).
 
 Identity and randomness:
   * ``run_id`` = the first 12 hex digits of sha256 of the canonical JSON of the resolved config
     (suite, problem with every parameter, algorithm.to_dict(), capacities, seed, rounds,
-    eval_every): any change to the config is a new run.
+    eval_every; diverge_factor when it is not the default): any change to the config is a new
+    run.
   * the random streams of a run (initial point, batches, masks, ...) are keyed by
     ``stream_key`` = (suite, problem, capacities, seed) only. So every algorithm of one seed
     starts from the same (x0, y0) and sees common random numbers, and a run with fewer rounds
@@ -32,7 +34,7 @@ from rabo_bench.algorithms import Algorithm
 from rabo_bench.engine import interrupt
 from rabo_bench.engine.checkpoint import Checkpoint, RunState
 from rabo_bench.engine.results import METRICS, ORACLES, Row, check_metrics
-from rabo_bench.engine.suite import Suite
+from rabo_bench.engine.suite import DIVERGE_FACTOR, Suite
 from rabo_bench.federated.rounds import FederatedRun, RoundReport
 from rabo_bench.metrics.trained import TrainedCoordinates, submodel_accuracy
 from rabo_bench.problems import BilevelProblem
@@ -55,10 +57,15 @@ class RunSpec:
     rounds: int
     eval_every: int
     setting: str = ""  # the suite's [settings] variant, if it has them
+    diverge_factor: float = DIVERGE_FACTOR
 
     def config(self) -> dict[str, Any]:
-        """The resolved configuration; its hash is the run id."""
+        """The resolved configuration; its hash is the run id. The setting's name and the
+        divergence factor enter it only when set (so that runs made without them keep their
+        ids)."""
         named = {"setting": self.setting} if self.setting else {}
+        if self.diverge_factor != DIVERGE_FACTOR:
+            named["diverge_factor"] = self.diverge_factor
         return {
             **named,
             "suite": self.suite,
@@ -99,6 +106,7 @@ def expand(suite: Suite) -> list[RunSpec]:
                 variant.rounds,
                 variant.eval_every,
                 variant.setting,
+                variant.diverge_factor,
             )
             for seed in variant.seeds
             for name in variant.algorithms
@@ -177,11 +185,26 @@ def _non_finite_params(run: FederatedRun) -> str | None:
     return f"{', '.join(bad)} not finite" if bad else None
 
 
-def _non_finite_metrics(row: Row) -> str | None:
+# Metrics whose growth past ``diverge_factor`` times their round-0 value is a divergence.
+BLOW_UP = ("upper_loss", "grad_norm_sq", "inner_error")
+
+
+def _unusable_metrics(row: Row, start: Row, factor: float) -> str | None:
+    """Why the metrics of ``row`` show a diverged run, or None: a NaN/Inf metric, or one of
+    ``BLOW_UP`` over ``factor`` times its value in ``start`` (the round-0 row) in absolute value
+    (a metric that is 0 or missing at round 0 is not compared)."""
     bad = [
         f"{k} = {row[k]}"
         for k in METRICS
         if isinstance(row.get(k), float) and not math.isfinite(row[k])
+    ]
+    bad += [
+        f"{k} {row[k]:.1e} > {factor:g} x round-0 value {start[k]:.1e}"
+        for k in BLOW_UP
+        if isinstance(row.get(k), float)
+        and isinstance(start.get(k), float)
+        and math.isfinite(row[k])
+        and abs(row[k]) > factor * abs(start[k]) > 0
     ]
     return ", ".join(bad) if bad else None
 
@@ -198,12 +221,13 @@ def execute_run(
     ``eval_every`` rounds and at the last round. Wall time excludes evaluation.
 
     With ``checkpoint``, the run continues from its saved state if there is one and saves its
-    state when the checkpoint is due. A non-finite iterate or metric ends the run early with a
-    last row at that round: every row then has ``status`` "diverged" and the ``reason``
-    (``status`` "ok" otherwise). A stop asked for by a signal (:mod:`.interrupt`) saves the
-    checkpoint after the current round and raises ``interrupt.Interrupted``. ``clients`` is
-    how the engine simulates the clients (an execution choice: it is not part of the run's
-    identity). ``on_round(q)`` after round q."""
+    state when the checkpoint is due. A non-finite iterate or metric, or a metric blown up past
+    ``spec.diverge_factor`` times its round-0 value, ends the run early with a last row at
+    that round: every row then has ``status`` "diverged" and the ``reason`` (``status`` "ok"
+    otherwise). A stop asked for by a signal (:mod:`.interrupt`) saves the checkpoint after
+    the current round and raises ``interrupt.Interrupted``. ``clients`` is how the engine
+    simulates the clients (an execution choice: it is not part of the run's identity).
+    ``on_round(q)`` after round q."""
     run = FederatedRun(problem, spec.algorithm, spec.capacities, spec.stream_key, clients=clients)
     acc = _Accumulator(problem.dtype.itemsize)
     identity = {
@@ -229,7 +253,7 @@ def execute_run(
     saved = None if checkpoint is None else checkpoint.load()
     if saved is None:
         rows = [row(0)]
-        reason = _non_finite_metrics(rows[0])
+        reason = _unusable_metrics(rows[0], rows[0], spec.diverge_factor)
     else:
         run.x, run.y, run.round, rows = saved.x, saved.y, saved.round, saved.rows
         acc.restore(saved.counters)
@@ -249,7 +273,7 @@ def execute_run(
             rows.append({**identity, "round": q, **acc.costs()})
         elif q % spec.eval_every == 0 or q == spec.rounds:
             rows.append(row(q))
-            reason = _non_finite_metrics(rows[-1])
+            reason = _unusable_metrics(rows[-1], rows[0], spec.diverge_factor)
         if on_round is not None:
             on_round(q)
         going = reason is None and q < spec.rounds

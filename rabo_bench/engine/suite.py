@@ -35,6 +35,7 @@ from rabo_bench.engine.suite_layers import (
     merged,
     setting_names,
 )
+from rabo_bench.problems.ranges import COUNT, Range, RangeError
 from rabo_bench.problems.registry import ParamError, archives_needed, problem_config
 
 # The suites shipped with the package: the top-level suites/ folder, installed as the package
@@ -46,6 +47,7 @@ TOP_KEYS = (
     "rounds",
     "seeds",
     "eval_every",
+    "diverge_factor",
     "algorithms",
     "capacities",
     "problem",
@@ -58,6 +60,12 @@ TOP_KEYS = (
 # and --set; sized_for_gpu is about the suite without a preset, so only the file's top sets it
 PRESET_KEYS = tuple(k for k in TOP_KEYS if k not in ("name", "presets", "sized_for_gpu"))
 REQUIRED = ("rounds", "algorithms", "capacities", "problem")
+# A run whose upper_loss, grad_norm_sq or inner_error exceeds this multiple of its round-0 value
+# has diverged (engine.run); the default is not part of a run's identity.
+DIVERGE_FACTOR = 1e6
+# The allowed values of the numeric top-level keys, which presets and settings may set too
+# (seeds and capacities, which also take lists, are checked by _seeds and _capacities).
+TOP_RANGES = {"rounds": COUNT, "eval_every": COUNT, "diverge_factor": Range(1, low_open=True)}
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,7 @@ class Suite:
     settings: tuple[Suite, ...] = ()  # one validated Suite per [settings.NAME] table
     sized_for_gpu: bool = False  # the setting without a preset needs a GPU (`run` asks first)
     out_tag: str = ""  # names the command line's changes to the runs' configuration
+    diverge_factor: float = DIVERGE_FACTOR
 
     def only_settings(self, names: list[str]) -> Suite:
         """This suite with only the [settings] variants ``names`` (``--settings``)."""
@@ -205,6 +214,8 @@ def _overrides(check: Checker, table: dict[str, dict[str, Any]]) -> dict[str, di
     for name, changes in table.items():
         try:
             algorithms.get(name, changes)
+        except RangeError as err:  # err.key: (name, part, ..., setting)
+            check.fail(f"overrides.{err}", ("overrides", *err.key))
         except ValueError as err:
             check.fail(f"overrides.{name}: {err}", ("overrides", name))
     return table
@@ -307,9 +318,9 @@ def _build(
         description=check.string(raw.get("description", ""), "description"),
         path=path,
         preset=preset,
-        rounds=check.positive_int(raw, "rounds"),
+        rounds=check.in_range(raw, "rounds", TOP_RANGES["rounds"]),
         seeds=_seeds(check, raw.get("seeds", 1)),
-        eval_every=check.positive_int(raw, "eval_every", 1),
+        eval_every=check.in_range(raw, "eval_every", TOP_RANGES["eval_every"], 1),
         algorithms=_algorithms(check, raw["algorithms"]),
         capacities=_capacities(check, raw["capacities"], config.num_clients),
         problem=problem_name,
@@ -319,6 +330,9 @@ def _build(
         rates=check.table(raw.get("rates", {}), ("rates",)),
         setting=setting,
         sized_for_gpu=_flag(check, raw, "sized_for_gpu"),
+        diverge_factor=float(
+            check.in_range(raw, "diverge_factor", TOP_RANGES["diverge_factor"], DIVERGE_FACTOR)
+        ),
     )
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
+from rabo_bench.problems.ranges import Allowed
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -181,10 +183,11 @@ class Checker:
                 )
         return None
 
-    def positive_int(self, raw: dict, key: str, default: int | None = None) -> int:
+    def in_range(self, raw: dict, key: str, allowed: Allowed, default: Any = None) -> Any:
+        """``raw[key]`` (or ``default``), which must be ``allowed``."""
         value = raw.get(key, default)
-        if not is_int(value) or value < 1:
-            self.fail(f"{key} = {value!r} must be an integer >= 1", key)
+        if not allowed.admits(value):
+            self.fail(f"{key} = {value!r} must be {allowed}", key)
         return value
 
     def table(self, value: Any, key: tuple[str, ...]) -> dict[str, Any]:

@@ -19,8 +19,17 @@ from typing import Any
 
 from rabo_bench import algorithms
 from rabo_bench.engine.suite_file import COMMAND_LINE, Checker
+from rabo_bench.problems.ranges import RangeError
 
-SETTING_KEYS = ("problem", "capacities", "overrides", "algorithms", "rounds", "eval_every")
+SETTING_KEYS = (
+    "problem",
+    "capacities",
+    "overrides",
+    "algorithms",
+    "rounds",
+    "eval_every",
+    "diverge_factor",
+)
 _NESTED = ("presets", "settings", COMMAND_LINE)  # keys that hold other layers, not values
 
 
@@ -110,6 +119,9 @@ def _check_overrides(check: Checker, layer: Mapping[str, Any], at: tuple[str, ..
         for member in groups.get(name, ()):
             try:
                 algorithms.get(member, changes)
+            except RangeError as err:  # err.key: (member, part, ..., setting)
+                where = RangeError(err.key[1:], err.value, err.allowed).under(key[-2:])
+                check.fail(str(where), (*key, *err.key[1:]))
             except ValueError as err:
                 check.fail(f"overrides.{name}: {err}", key)
 

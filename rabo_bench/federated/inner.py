@@ -20,11 +20,12 @@ import torch
 from rabo_bench.federated.context import RoundContext
 from rabo_bench.hypergrad import Oracles
 from rabo_bench.params import Params
+from rabo_bench.problems.ranges import COUNT, POSITIVE, Checked, setting
 from rabo_bench.problems.single_level import TASK_LOSS, SingleLevelLoss
 from rabo_bench.submodel import ClientMasks
 
 
-class InnerSolver(ABC):
+class InnerSolver(Checked, ABC):
     name: ClassVar[str]
     # True when the client code may run under vmap (see rabo_bench.federated.vectorised)
     vectorisable: ClassVar[bool] = True
@@ -58,8 +59,8 @@ class LocalSGD(InnerSolver):
     Messages per client: down x_sub + y_sub, up Delta_i (|y_sub|)."""
 
     name: ClassVar[str] = "local_sgd"
-    steps: int = 10
-    lr: float = 0.01
+    steps: int = setting(10, COUNT)
+    lr: float = setting(0.01, POSITIVE)
 
     def run(self, ctx, x, y, masks) -> tuple[Params, Params]:
         def client(view):
@@ -84,8 +85,8 @@ class MinibatchSGD(InnerSolver):
     Messages per client and step: down y_sub, up grad (|y_sub|); plus x_sub once."""
 
     name: ClassVar[str] = "minibatch_sgd"
-    steps: int = 10
-    lr: float = 0.01
+    steps: int = setting(10, COUNT)
+    lr: float = setting(0.01, POSITIVE)
 
     def run(self, ctx, x, y, masks) -> tuple[Params, Params]:
         streams = ctx.streams("inner")
@@ -111,8 +112,8 @@ class JointLocalSGD(InnerSolver):
     FedAvg. Messages per client: down x_sub + y_sub, up the two updates."""
 
     name: ClassVar[str] = "joint_local_sgd"
-    steps: int = 10
-    lr: float = 0.01
+    steps: int = setting(10, COUNT)
+    lr: float = setting(0.01, POSITIVE)
     loss: SingleLevelLoss = TASK_LOSS
 
     def supports(self, problem) -> bool:

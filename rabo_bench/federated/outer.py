@@ -11,10 +11,11 @@ from rabo_bench.federated.context import RoundContext
 from rabo_bench.federated.inner import InnerSolver
 from rabo_bench.hypergrad import HypergradientEstimator
 from rabo_bench.params import Params
+from rabo_bench.problems.ranges import POSITIVE, Checked, setting
 from rabo_bench.submodel import ClientMasks
 
 
-class OuterStep(ABC):
+class OuterStep(Checked, ABC):
     name: ClassVar[str]
 
     @property
@@ -46,7 +47,7 @@ class LocalHypergradient(OuterStep):
 
     name: ClassVar[str] = "local_hypergradient"
     estimator: HypergradientEstimator
-    lr: float = 0.01
+    lr: float = setting(0.01, POSITIVE)
 
     @property
     def vectorisable(self) -> bool:

@@ -18,11 +18,12 @@ from typing import ClassVar
 import torch
 
 from rabo_bench.params import Params
+from rabo_bench.problems.ranges import COUNT, Checked, setting
 from rabo_bench.submodel import ClientMasks, StructuredMask
 from rabo_bench.submodel.channels import ChannelLayer, ChannelLayers, kept_rows
 
 
-class MaskPolicy(ABC):
+class MaskPolicy(Checked, ABC):
     """Decides every client's sub-model at the start of a round, from the global model."""
 
     name: ClassVar[str]
@@ -110,7 +111,7 @@ class ChannelImportance(MaskPolicy):
     keeps a prefix of a larger one's ranking."""
 
     name: ClassVar[str] = "importance"
-    norm: int = 2
+    norm: int = setting(2, COUNT)  # p of the l_p norm
     mask_x: bool = True
     mask_y: bool = True
 
@@ -183,8 +184,9 @@ class ImportanceSegments(ChannelImportance):
         names = [layer.name for layer in layers.layers]
         colours = dict(zip(names, layer_colours(layers), strict=True))
         orders = {
-            layer.name: torch.sort(layer.importance(x, y, self.norm), descending=True, stable=True)
-            .indices
+            layer.name: torch.sort(
+                layer.importance(x, y, self.norm), descending=True, stable=True
+            ).indices
             for layer in layers.layers
             if layer.sides & sides
         }
@@ -234,7 +236,7 @@ class FixedSegments(MaskPolicy):
     follows it. Capacities are not used (each client holds half of x, i.e. capacity 1/2)."""
 
     name: ClassVar[str] = "fixed_segments"
-    coverage: int = 1
+    coverage: int = setting(1, COUNT)  # and at most half the clients (checked per run)
 
     def assign(self, x, y, capacities, round, rng, layers=None) -> list[ClientMasks]:
         layers = layers or ChannelLayers.rows_of(x, y)

@@ -11,6 +11,9 @@ sampled_neumann, cg: SPEC eq. 9 around a linear solve, :mod:`rabo_bench.hypergra
 evaluate at (x, y). Unrolled ones (itd, coordinate_fd, gaussian_zo) run inner SGD steps from y
 and evaluate the upper gradient at the end of the unperturbed run.
 
+Every numeric hyperparameter declares its allowed range beside its field (``setting``,
+:mod:`rabo_bench.problems.ranges`); it is checked when the estimator is built.
+
 Estimators register themselves: every module of :mod:`rabo_bench.hypergrad.estimators` is
 imported on first use of the registry, so adding an estimator is one new file there that
 decorates its class with :func:`register_estimator`.
@@ -28,12 +31,13 @@ from typing import Any, ClassVar
 import torch
 
 from rabo_bench.hypergrad.oracles import Oracles
+from rabo_bench.problems.ranges import Checked
 
 _REGISTRY: dict[str, type[HypergradientEstimator]] = {}
 _loaded = False
 
 
-class HypergradientEstimator(ABC):
+class HypergradientEstimator(Checked, ABC):
     name: ClassVar[str]
     implicit: ClassVar[bool] = False  # True: evaluates at the given (x, y), no inner steps
 

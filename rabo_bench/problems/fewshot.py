@@ -59,6 +59,7 @@ from rabo_bench.models.networks import (
 from rabo_bench.models.networks import channel_layers as net_layers
 from rabo_bench.params import Params
 from rabo_bench.problems.base import BilevelProblem
+from rabo_bench.problems.ranges import COUNT, POSITIVE, SEED, Checked, OneOf, Range, setting
 from rabo_bench.problems.registry import register_problem
 from rabo_bench.submodel.channels import ChannelLayers
 
@@ -67,34 +68,22 @@ READINGS = ("episode", "global")
 
 
 @dataclass(frozen=True)
-class FewShotConfig:
-    ways: int = 5
-    shots: int = 1
-    num_clients: int = 10
-    backbone: str = "conv4"  # conv4 | resnet12
-    width: int = 64  # conv4: channels per block; resnet12: first stage (64 -> 64-160-320-640)
-    image_size: int = 28  # 28 (omniglot28.npz) or 105 (omniglot.npz)
-    tasks_per_batch: int = 1  # episodes per minibatch (the paper's meta-batch is 16)
-    reg: float = 0.2  # lambda of the head's L2 term (strong convexity of g)
-    test_tasks: int = 600  # test episodes at the last round
-    curve_tasks: int = 100  # test episodes at intermediate evaluation points
-    eval_steps: int = 100
-    seed: int = 0  # the character shards and the test episodes
-    reading: str = "episode"  # episode (per-episode inner problems) | global (ablation)
-
-    def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone = {self.backbone!r} must be one of {list(BACKBONES)}")
-        if self.reading not in READINGS:
-            raise ValueError(f"reading = {self.reading!r} must be one of {list(READINGS)}")
-        if self.image_size not in (28, 105):
-            raise ValueError(f"image_size = {self.image_size} must be 28 or 105")
-        if not 1 <= self.shots < 20:
-            raise ValueError(f"shots = {self.shots} must be in 1..19 (20 drawings per character)")
-        if self.ways < 2:
-            raise ValueError(f"ways = {self.ways} must be >= 2")
-        if min(self.num_clients, self.tasks_per_batch, self.width, self.test_tasks) < 1:
-            raise ValueError("num_clients, tasks_per_batch, width and test_tasks must be >= 1")
+class FewShotConfig(Checked):
+    ways: int = setting(5, Range(2, integer=True))  # at most a client shard's characters
+    shots: int = setting(1, Range(1, 19, integer=True))  # 20 drawings per character
+    num_clients: int = setting(10, COUNT)
+    backbone: str = setting("conv4", OneOf(BACKBONES))
+    # conv4: channels per block; resnet12: first stage (64 -> 64-160-320-640)
+    width: int = setting(64, COUNT)
+    image_size: int = setting(28, OneOf((28, 105)))  # omniglot28.npz or omniglot.npz
+    # episodes per minibatch (the paper's meta-batch is 16)
+    tasks_per_batch: int = setting(1, COUNT)
+    reg: float = setting(0.2, POSITIVE)  # lambda of the head's L2 term (strong convexity of g)
+    test_tasks: int = setting(600, COUNT)  # test episodes at the last round
+    curve_tasks: int = setting(100, COUNT)  # test episodes at intermediate evaluation points
+    eval_steps: int = setting(100, COUNT)
+    seed: int = setting(0, SEED)  # the character shards and the test episodes
+    reading: str = setting("episode", OneOf(READINGS))  # per-episode inner problems | global
 
     @property
     def net(self) -> NetSpec:

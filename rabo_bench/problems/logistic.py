@@ -27,27 +27,20 @@ import torch.nn.functional as F
 
 from rabo_bench.params import Params
 from rabo_bench.problems.base import Batch, BilevelProblem, client_row
+from rabo_bench.problems.ranges import COUNT, FINITE, SEED, UNIT, Checked, Range, setting
 from rabo_bench.problems.registry import register_problem
 
 
 @dataclass(frozen=True)
-class LogisticConfig:
-    dim: int = 5
-    num_clients: int = 4
-    train_samples: int = 40
-    val_samples: int = 40
-    heterogeneity: float = 0.5
-    batch_size: int = 0  # 0 = deterministic (full client data)
-    log_lambda_init: float = -1.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if min(self.dim, self.num_clients, self.train_samples, self.val_samples) < 1:
-            raise ValueError("dim, num_clients, train_samples and val_samples must be >= 1")
-        if not 0 <= self.heterogeneity <= 1:
-            raise ValueError(f"heterogeneity must be in [0, 1], got {self.heterogeneity}")
-        if self.batch_size < 0:
-            raise ValueError(f"batch_size must be >= 0 (0 = full data), got {self.batch_size}")
+class LogisticConfig(Checked):
+    dim: int = setting(5, COUNT)
+    num_clients: int = setting(4, COUNT)
+    train_samples: int = setting(40, COUNT)
+    val_samples: int = setting(40, COUNT)
+    heterogeneity: float = setting(0.5, UNIT)
+    batch_size: int = setting(0, Range(0, integer=True))  # 0 = deterministic (full client data)
+    log_lambda_init: float = setting(-1.0, FINITE)
+    seed: int = setting(0, SEED)
 
 
 def _logistic_loss(features: torch.Tensor, labels: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

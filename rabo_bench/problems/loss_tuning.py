@@ -47,6 +47,7 @@ from rabo_bench.models.networks import (
 from rabo_bench.models.networks import channel_layers as net_layers
 from rabo_bench.params import Params
 from rabo_bench.problems.base import BilevelProblem
+from rabo_bench.problems.ranges import COUNT, NON_NEGATIVE, SEED, Checked, OneOf, Range, setting
 from rabo_bench.problems.registry import register_problem
 from rabo_bench.submodel.channels import ChannelLayers
 
@@ -55,27 +56,17 @@ CLASSES = 10
 
 
 @dataclass(frozen=True)
-class LossTuningConfig:
-    ratio: float = 100.0  # imbalance n_max / n_min
-    num_clients: int = 10
-    val_fraction: float = 0.2
-    network: str = "resnet8"  # resnet8 | resnet20 (CPU presets) | resnet18 (the paper's)
-    width: int = 16  # first stage width of resnet8/20 (16 -> 16-32-64)
-    batch_size: int = 64
-    weight_decay: float = 5e-4
+class LossTuningConfig(Checked):
+    ratio: float = setting(100.0, Range(1))  # imbalance n_max / n_min
+    num_clients: int = setting(10, COUNT)
+    val_fraction: float = setting(0.2, Range(0, 1, low_open=True, high_open=True))
+    network: str = setting("resnet8", OneOf(NETWORKS))  # resnet8 | resnet20 (CPU) | resnet18
+    width: int = setting(16, COUNT)  # first stage width of resnet8/20 (16 -> 16-32-64)
+    batch_size: int = setting(64, COUNT)
+    weight_decay: float = setting(5e-4, NON_NEGATIVE)
     tune_weights: bool = False  # also tune omega
-    curve_test: int = 2000  # test images at intermediate evaluation points
-    seed: int = 0  # long-tail subsample, shards, splits and the curve test subset
-
-    def __post_init__(self) -> None:
-        if self.network not in NETWORKS:
-            raise ValueError(f"network = {self.network!r} must be one of {list(NETWORKS)}")
-        if self.ratio < 1:
-            raise ValueError(f"ratio = {self.ratio} must be >= 1 (n_max / n_min)")
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction = {self.val_fraction} must be in (0, 1)")
-        if min(self.num_clients, self.batch_size, self.width, self.curve_test) < 1:
-            raise ValueError("num_clients, batch_size, width and curve_test must be >= 1")
+    curve_test: int = setting(2000, COUNT)  # test images at intermediate evaluation points
+    seed: int = setting(0, SEED)  # long-tail subsample, shards, splits and the curve test subset
 
     @property
     def net(self) -> NetSpec:

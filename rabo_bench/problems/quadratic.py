@@ -32,35 +32,40 @@ import torch
 
 from rabo_bench.params import Params
 from rabo_bench.problems.base import Batch, BilevelProblem, client_row
+from rabo_bench.problems.ranges import (
+    COUNT,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    UNIT,
+    Checked,
+    Range,
+    setting,
+)
 from rabo_bench.problems.registry import register_problem
 from rabo_bench.problems.spectra import centred, spd_with_spectrum, symmetric_noise
 
 
 @dataclass(frozen=True)
-class QuadraticConfig:
-    dim_x: int = 10
-    dim_y: int = 10
-    num_clients: int = 10
-    mu_g: float = 0.5
-    L_g: float = 2.0
-    heterogeneity: float = 0.5
-    noise: float = 0.0
-    samples: int = 32
-    batch_size: int = 8
-    rho: float = 0.1
-    nu: float = 0.0
-    coupling: float = 1.0
-    seed: int = 0
+class QuadraticConfig(Checked):
+    dim_x: int = setting(10, COUNT)
+    dim_y: int = setting(10, COUNT)
+    num_clients: int = setting(10, COUNT)
+    mu_g: float = setting(0.5, POSITIVE)  # and <= L_g
+    L_g: float = setting(2.0, POSITIVE)
+    heterogeneity: float = setting(0.5, UNIT)
+    noise: float = setting(0.0, Range(0, 1, high_open=True))
+    samples: int = setting(32, COUNT)
+    batch_size: int = setting(8, COUNT)  # drawn with replacement: may exceed samples
+    rho: float = setting(0.1, NON_NEGATIVE)
+    nu: float = setting(0.0, NON_NEGATIVE)
+    coupling: float = setting(1.0, NON_NEGATIVE)
+    seed: int = setting(0, SEED)
 
     def __post_init__(self) -> None:
-        if not 0 < self.mu_g <= self.L_g:
-            raise ValueError(f"need 0 < mu_g <= L_g, got mu_g={self.mu_g}, L_g={self.L_g}")
-        if not 0 <= self.heterogeneity <= 1:
-            raise ValueError(f"heterogeneity must be in [0, 1], got {self.heterogeneity}")
-        if not 0 <= self.noise < 1:
-            raise ValueError(f"noise must be in [0, 1), got {self.noise}")
-        if min(self.dim_x, self.dim_y, self.num_clients, self.samples, self.batch_size) < 1:
-            raise ValueError("dim_x, dim_y, num_clients, samples and batch_size must be >= 1")
+        super().__post_init__()
+        if self.mu_g > self.L_g:
+            raise ValueError(f"need mu_g <= L_g, got mu_g={self.mu_g}, L_g={self.L_g}")
 
 
 class QuadraticBilevel(BilevelProblem):

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from rabo_bench.problems.ranges import RangeError
+
 if TYPE_CHECKING:
     from rabo_bench.problems.base import BilevelProblem
 
@@ -92,7 +94,8 @@ def _coerce(where: str, key: str, default: Any, value: Any) -> Any:
 def problem_config(name: str, params: Mapping[str, Any], where: str = "") -> Any:
     """The validated config dataclass of problem ``name`` with ``params`` (keys as in the
     dataclass); raises ParamError naming the key (prefixed by ``where``, e.g. "problem.") for
-    unknown names, keys or bad values."""
+    unknown names, keys or bad values (a value outside the range its field declares:
+    :mod:`rabo_bench.problems.ranges`)."""
     if name not in problems():
         raise ParamError(
             f"{where}name = {name!r} is not a problem; choose one of {sorted(_PROBLEMS)}",
@@ -110,6 +113,8 @@ def problem_config(name: str, params: Mapping[str, Any], where: str = "") -> Any
         kwargs[key] = _coerce(where, key, defaults[key], value)
     try:
         return config_cls(**kwargs)
+    except RangeError as err:
+        raise ParamError(f"{where}{err}", err.key) from None
     except (TypeError, ValueError) as err:
         raise ParamError(f"{where[:-1] or 'problem'} {name!r}: {err}") from None
 

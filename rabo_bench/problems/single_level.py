@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from rabo_bench.problems.ranges import Checked
+
 if TYPE_CHECKING:
     import torch
 
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     from rabo_bench.problems.base import BilevelProblem
 
 
-class SingleLevelLoss(ABC):
+class SingleLevelLoss(Checked, ABC):
     name: ClassVar[str]
 
     def supports(self, problem: BilevelProblem | type[BilevelProblem]) -> bool:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rabo_bench.data.archives import ENV
 from rabo_bench.engine.suite import SUITES_DIR
@@ -68,7 +70,7 @@ def line_of(path: str, needle: str) -> int:
             "'lr']; use fedmbo.outer.estimator.eta",
         ),
         ("rounds = 3\n", "rounds = 0\n", "rounds = 0", "rounds = 0 must be an integer >= 1"),
-        ("dim_y = 6 }", "dim_y = -6 }", "dim_y = -6", "dim_x, dim_y, num_clients"),
+        ("dim_y = 6 }", "dim_y = -6 }", "dim_y = -6", "problem.dim_y = -6 must be an integer >= 1"),
         ("seeds = 2", "seeds = 2\nbogus = 1", "bogus = 1", "unknown key presets.smoke.bogus"),
         ('"oap", "fedavg"]', '"oap", "fedavg", "oap"]', "algorithms =", "has duplicates"),
         ("[overrides.rafbo]", "[overrides.nope]", "[overrides.nope]", "unknown algorithm 'nope'"),
@@ -78,6 +80,60 @@ def test_suite_errors_name_file_line_and_key(capsys, tmp_path, old, new, written
     path = edited(tmp_path, old, new)
     text = refuse(capsys, tmp_path, "run", path, "--preset", "smoke")
     assert f"edited.toml:{line_of(path, written)}: " in text and message in text
+
+
+# -- values outside their range (issue 17): the whole key path and the allowed range ---------
+@pytest.mark.parametrize(
+    ("old", "new", "written", "message"),
+    [
+        (
+            "inner = { steps = 5,",
+            "inner = { steps = -5,",
+            "steps = -5",
+            "overrides.all.inner.steps = -5 must be an integer >= 1",
+        ),
+        (
+            "outer = { lr = 0.05, estimator = { eta",
+            "outer = { lr = -0.05, estimator = { eta",
+            "lr = -0.05",
+            "overrides.rabo.outer.lr = -0.05 must be a finite number > 0",
+        ),
+        (
+            "mu = 1e-3",
+            "mu = 0",
+            "mu = 0",
+            "overrides.rafbo.outer.estimator.mu = 0.0 must be a finite number > 0",
+        ),
+        (
+            "noise = 0.3",
+            "noise = 1.5",
+            "noise = 1.5",
+            "problem.noise = 1.5 must be a number in [0, 1)",
+        ),
+        (
+            "seeds = 1\n",
+            "diverge_factor = 1\n",
+            "diverge_factor",
+            "diverge_factor = 1 must be a finite number > 1",
+        ),
+    ],
+)
+def test_a_value_outside_its_range_is_refused_with_key_path_and_range(
+    capsys, tmp_path, old, new, written, message
+):
+    path = edited(tmp_path, old, new)
+    text = refuse(capsys, tmp_path, "run", path, "--preset", "smoke")
+    assert text.endswith(f"edited.toml:{line_of(path, written)}: {message}"), text
+
+
+@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.integers(max_value=0), table=st.sampled_from(["rabo", "fedmbo", "all", "bilevel"]))
+def test_any_steps_below_one_is_refused_with_its_key_path(capsys, tmp_path, steps, table):
+    change = f"overrides.{table}.inner.steps={steps}"
+    text = refuse(capsys, tmp_path, "run", "synthetic", "--preset", "smoke", "--set", change)
+    assert text.endswith(
+        f"(--set): overrides.{table}.inner.steps = {steps} must be an integer >= 1"
+    )
 
 
 def test_a_broken_preset_refuses_every_preset(capsys, tmp_path):

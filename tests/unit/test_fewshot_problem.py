@@ -288,11 +288,11 @@ def test_the_episode_losses_need_a_problem_with_episodes(problem):
     ("change", "message"),
     [
         ({"backbone": "vgg"}, r"backbone = 'vgg' must be one of \['conv4', 'resnet12'\]"),
-        ({"shots": 20}, r"shots = 20 must be in 1\.\.19"),
-        ({"shots": 0}, r"shots = 0 must be in 1\.\.19"),
-        ({"ways": 1}, "ways = 1 must be >= 2"),
-        ({"image_size": 32}, "image_size = 32 must be 28 or 105"),
-        ({"width": 0}, "width and test_tasks must be >= 1"),
+        ({"shots": 20}, r"shots = 20 must be an integer in \[1, 19\]"),
+        ({"shots": 0}, r"shots = 0 must be an integer in \[1, 19\]"),
+        ({"ways": 1}, "ways = 1 must be an integer >= 2"),
+        ({"image_size": 32}, r"image_size = 32 must be one of \[28, 105\]"),
+        ({"width": 0}, "width = 0 must be an integer >= 1"),
         ({"reading": "shared"}, r"reading = 'shared' must be one of \['episode', 'global'\]"),
     ],
 )

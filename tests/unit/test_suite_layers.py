@@ -231,5 +231,5 @@ def test_a_file_error_is_not_blamed_on_the_command_line(tmp_path):
     text = BASE.replace("dim_y = 3", "dim_y = 0")
     with pytest.raises(ValueError) as info:
         load_suite(write(tmp_path, text), changes=[{"problem": {"dim_x": 4}}])
-    assert f"suite.toml:{line_of(text, '[problem]')}: problem 'quadratic'" in str(info.value)
+    assert f"suite.toml:{line_of(text, 'dim_y = 0')}: problem.dim_y = 0" in str(info.value)
     assert "(--set)" not in str(info.value)

@@ -9,6 +9,7 @@ import torch
 
 from rabo_bench.hypergrad.base import register_estimator
 from rabo_bench.hypergrad.implicit import LinearSolve
+from rabo_bench.problems.ranges import COUNT, Range, setting
 
 
 @register_estimator
@@ -22,8 +23,8 @@ class ConjugateGradient(LinearSolve):
     """
 
     name: ClassVar[str] = "cg"
-    iterations: int = 20
-    tol: float = 1e-12
+    iterations: int = setting(20, COUNT)
+    tol: float = setting(1e-12, Range(0, 1, high_open=True))  # relative to ||grad_y f||
 
     @property
     def vectorisable(self) -> bool:

@@ -9,6 +9,7 @@ import torch
 
 from rabo_bench.hypergrad.base import register_estimator
 from rabo_bench.hypergrad.implicit import LinearSolve
+from rabo_bench.problems.ranges import COUNT, setting
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Exact(LinearSolve):
     """
 
     name: ClassVar[str] = "exact"
-    max_dim: int = 2000
+    max_dim: int = setting(2000, COUNT)
 
     def solve(self, system, rhs, rng):
         model = system.linearise()

@@ -10,6 +10,7 @@ from torch.func import grad
 
 from rabo_bench.hypergrad.base import HypergradientEstimator, register_estimator
 from rabo_bench.hypergrad.oracles import Oracles
+from rabo_bench.problems.ranges import COUNT, POSITIVE, setting
 
 
 @register_estimator
@@ -23,8 +24,8 @@ class ITD(HypergradientEstimator):
     """
 
     name: ClassVar[str] = "itd"
-    steps: int = 10
-    lr: float = 0.1
+    steps: int = setting(10, COUNT)
+    lr: float = setting(0.1, POSITIVE)
 
     def theory_settings(self, steps, lr, depth):
         return {"steps": steps, "lr": lr}  # it unrolls T inner steps at beta

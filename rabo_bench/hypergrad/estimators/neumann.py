@@ -12,6 +12,7 @@ import torch
 
 from rabo_bench.hypergrad.base import register_estimator
 from rabo_bench.hypergrad.implicit import LinearSolve, LowerSystem
+from rabo_bench.problems.ranges import COUNT, POSITIVE, setting
 
 
 def _last(items: Iterator[torch.Tensor]) -> torch.Tensor:
@@ -37,15 +38,9 @@ class Neumann(LinearSolve):
     """
 
     name: ClassVar[str] = "neumann"
-    terms: int = 5
-    eta: float = 0.01
+    terms: int = setting(5, COUNT)
+    eta: float = setting(0.01, POSITIVE)
     randomized: bool = False
-
-    def __post_init__(self) -> None:
-        if self.terms < 1 or self.eta <= 0:
-            raise ValueError(
-                f"{self.name} needs terms >= 1 and eta > 0, got {self.terms}, {self.eta}"
-            )
 
     @property
     def vectorisable(self) -> bool:

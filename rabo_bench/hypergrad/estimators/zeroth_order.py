@@ -20,6 +20,9 @@ from torch.nn.functional import one_hot
 
 from rabo_bench.hypergrad.base import HypergradientEstimator, draw, register_estimator
 from rabo_bench.hypergrad.oracles import Oracles
+from rabo_bench.problems.ranges import COUNT, POSITIVE, Range, setting
+
+OPTIONAL_COUNT = Range(1, integer=True, optional=True)  # unset: every coordinate at once
 
 
 def _directional_estimate(
@@ -64,14 +67,14 @@ class CoordinateFD(HypergradientEstimator):
     """
 
     name: ClassVar[str] = "coordinate_fd"
-    steps: int = 1
-    lr: float = 0.1
+    steps: int = setting(1, COUNT)
+    lr: float = setting(0.1, POSITIVE)
+    mu: float = setting(1e-2, POSITIVE)
+    coordinates: int | None = setting(None, OPTIONAL_COUNT)
+    chunk_size: int | None = setting(256, OPTIONAL_COUNT)
 
     def theory_settings(self, steps, lr, depth):
         return {"steps": steps, "lr": lr}  # it unrolls T inner steps at beta
-    mu: float = 1e-2
-    coordinates: int | None = None
-    chunk_size: int | None = 256
 
     def __call__(self, oracles: Oracles, x, y, rng: torch.Generator) -> torch.Tensor:
         d = x.numel()
@@ -98,14 +101,14 @@ class GaussianZO(HypergradientEstimator):
     """
 
     name: ClassVar[str] = "gaussian_zo"
-    steps: int = 1
-    lr: float = 0.1
+    steps: int = setting(1, COUNT)
+    lr: float = setting(0.1, POSITIVE)
+    mu: float = setting(0.1, POSITIVE)
+    directions: int = setting(1, COUNT)
+    chunk_size: int | None = setting(256, OPTIONAL_COUNT)
 
     def theory_settings(self, steps, lr, depth):
         return {"steps": steps, "lr": lr}  # it unrolls T inner steps at beta
-    mu: float = 0.1
-    directions: int = 1
-    chunk_size: int | None = 256
 
     def __call__(self, oracles: Oracles, x, y, rng: torch.Generator) -> torch.Tensor:
         u = draw(rng, lambda g: torch.randn(self.directions, x.numel(), generator=g, dtype=x.dtype))
