@@ -33,6 +33,7 @@ import torch
 
 from rabo_bench.hypergrad.base import HypergradientEstimator, register_estimator
 from rabo_bench.hypergrad.oracles import Oracles
+from rabo_bench.problems.ranges import COUNT, POSITIVE, setting
 
 
 @register_estimator  # makes it known to make_estimator under ``name``
@@ -54,13 +55,11 @@ class NeumannOneBatch(HypergradientEstimator):
     # implicit = True: it evaluates at the given (x, y) without inner steps of its own, so y
     # should approximate y*(x); comparisons (hypergrad/compare.py) then hand it y*(x).
     implicit: ClassVar[bool] = True
-    terms: int = 5  # N
-    eta: float = 0.01  # the Neumann step, <= 1 / L_g
-
-    def __post_init__(self) -> None:
-        # invalid settings fail when the suite is loaded, as one line naming them
-        if self.terms < 1 or self.eta <= 0:
-            raise ValueError(f"needs terms >= 1 and eta > 0, got {self.terms}, {self.eta}")
+    # Each setting declares its allowed values beside its field (rabo_bench/problems/ranges.py):
+    # a suite value outside them fails when the suite is loaded, as one line naming the key
+    # path and the range, and docs/suites.md's table of allowed values lists them.
+    terms: int = setting(5, COUNT)  # N
+    eta: float = setting(0.01, POSITIVE)  # the Neumann step, <= 1 / L_g
 
     # ``vectorisable`` (a property, True by default) says the vectorised client simulator may run
     # it under vmap: no branch on the data's values, randomness only from batches and ``draw``.

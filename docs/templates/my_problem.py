@@ -25,27 +25,29 @@ import torch
 
 from rabo_bench.params import Params
 from rabo_bench.problems.base import Batch, BilevelProblem, client_row
+from rabo_bench.problems.ranges import COUNT, NON_NEGATIVE, SEED, Checked, Range, setting
 from rabo_bench.problems.registry import register_problem
 
 
 # The config is a frozen dataclass: each field is a suite key under [problem], checked for its
 # type (int, float, bool) by the suite loader; ``seed`` draws the problem INSTANCE (its data),
 # not the run (the run seed draws the initial point and every sampling stream).
+# Each field declares its allowed values (rabo_bench/problems/ranges.py), checked by Checked
+# when the config is built: a suite value outside them is one line naming the key and range.
 @dataclass(frozen=True)
-class RidgeConfig:
-    dim: int = 6
-    num_clients: int = 4  # a suite gives one capacity per client
-    samples: int = 32
-    batch_size: int = 8  # 0 = the client's full data (a deterministic problem)
-    heterogeneity: float = 0.5
-    seed: int = 0
+class RidgeConfig(Checked):
+    dim: int = setting(6, COUNT)
+    num_clients: int = setting(4, COUNT)  # a suite gives one capacity per client
+    samples: int = setting(32, COUNT)
+    batch_size: int = setting(8, Range(0, integer=True))  # 0 = the full data (deterministic)
+    heterogeneity: float = setting(0.5, NON_NEGATIVE)
+    seed: int = setting(0, SEED)
 
     def __post_init__(self) -> None:
-        # a ValueError here becomes one line of the suite error, naming the problem
-        if min(self.dim, self.num_clients, self.samples) < 1:
-            raise ValueError("dim, num_clients and samples must be >= 1")
-        if not 0 <= self.batch_size <= self.samples:
-            raise ValueError(f"batch_size must be in [0, samples], got {self.batch_size}")
+        super().__post_init__()  # the declared ranges first
+        # what compares two fields stays here; a ValueError becomes one line of the suite error
+        if self.batch_size > self.samples:
+            raise ValueError(f"batch_size must be <= samples, got {self.batch_size}")
 
 
 class RidgeProblem(BilevelProblem):

@@ -37,8 +37,9 @@ ORACLES = ("grad_f", "grad_g", "hvp", "jvp")
 COSTS = ("oracle_calls", "params_up", "params_down", "bytes_up", "bytes_down", "flops")
 COVERAGE = ("coverage_x_min", "coverage_y_min", "coverage_x_hist", "coverage_y_hist")
 TIMING = ("wall_time_s",)
-# The run's outcome, on every row of the run: "ok", or "diverged" (a NaN/Inf iterate or metric
-# ended it early; its last row is that round) with the reason, e.g. "round 7: x['x'] not finite".
+# The run's outcome, on every row of the run: "ok", or "diverged" (a NaN/Inf iterate or metric,
+# or a metric blown up past diverge_factor x its round-0 value, ended it early; its last row is
+# that round) with the reason, e.g. "round 7: x['x'] not finite".
 STATUS = ("status", "reason")
 COLUMNS = IDENTITY + METRICS + ORACLES + COSTS + COVERAGE + TIMING + STATUS + DETAILS
 # Numeric columns mirrored to MLflow as per-round metrics.

@@ -4,7 +4,8 @@ each metric against the round with its band over the seeds (:func:`seed_bands`).
 
 The interval is Student's t over seeds, t_{0.975, n-1} s / sqrt(n): with the 2-5 seeds of a
 suite the normal 1.96 would be far too narrow (t_{0.975, 1} = 12.7). One seed has no interval
-("1 seed"). A run that diverged (``status`` "diverged", a NaN/Inf iterate) stops early; it is
+("1 seed"). A run that diverged (``status`` "diverged": a NaN/Inf iterate or metric, or a
+metric blown up past the suite's ``diverge_factor``) stops early; it is
 counted in the ``diverged`` column and left out of the means, which are over the runs that
 finished. Results written before the ``status`` column existed count no run as diverged.
 """
@@ -200,7 +201,8 @@ def write_seed_report(folder: Path, results: pd.DataFrame) -> list[Path]:
         "# Final-round metrics over seeds\n\n"
         "Mean ± 95% confidence half-width over seeds (Student t; one seed has no interval) at "
         "each run's last round, over the runs that did not diverge; `diverged` counts the runs "
-        "that stopped on a NaN/Inf. The paper's accuracy is beside ours where it reports one.\n\n"
+        "that stopped on a NaN/Inf or a blow-up. The paper's accuracy is beside ours where it "
+        "reports one.\n\n"
         f"{seed_markdown(table)}\n"
     )
     written = [folder / "final.md", folder / "final.csv"]

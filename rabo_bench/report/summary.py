@@ -10,8 +10,9 @@ One line per algorithm (means over seeds; C_x*, C_y* are minima over seeds):
   * sub-model accuracy = the mean accuracy of the clients' own sub-models at round Q;
   * C_x*, C_y* = min over rounds of min_j |C_j^q| (Def. 3); wall time excludes evaluation;
     a C* of 0 (some coordinate trained by no client in some round) is flagged under the table;
-  * diverged = how many of its runs stopped on a NaN/Inf (``status`` "diverged"; 0 for results
-    written before that column existed); their final values are at the round they stopped.
+  * diverged = how many of its runs stopped on a NaN/Inf or a blow-up (``status`` "diverged";
+    0 for results written before that column existed); their final values are at the round
+    they stopped.
 """
 
 from __future__ import annotations
@@ -150,8 +151,8 @@ def caption(results: pd.DataFrame) -> str:
         f"Suite {suites}: {results['run_id'].nunique()} runs, seeds {seeds}; means over seeds. "
         "accuracy in % at round Q; avg = mean over evaluated rounds q < Q; "
         "comm = params up+down, compute = oracle calls, both relative to fedmbo with the same "
-        "seed; C* = min over rounds of min_j |C_j^q|; diverged = runs stopped on NaN/Inf "
-        "(their values are at the round they stopped); "
+        "seed; C* = min over rounds of min_j |C_j^q|; diverged = runs stopped on NaN/Inf or "
+        "a blow-up (their values are at the round they stopped); "
         "wall time excludes evaluation."
     )
 

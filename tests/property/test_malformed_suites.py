@@ -12,7 +12,6 @@ values given with ``--set KEY=VALUE`` are refused alike and blamed on ``(--set)`
 from __future__ import annotations
 
 import copy
-import json
 import math
 import tempfile
 from collections.abc import Callable
@@ -55,6 +54,17 @@ HYPOTHESIS = settings(
 
 
 # -- a tiny TOML writer: tables become inline tables, so any nesting is one line -----------
+def toml_string(text: str) -> str:
+    """A TOML basic string: JSON's escapes would write a character outside the BMP as a
+    surrogate pair (\\ud800\\udc00), which TOML refuses; TOML escapes only '"', '\\' and the
+    control characters (U+0000-U+001F, U+007F)."""
+    escaped = "".join(
+        "\\" + c if c in '"\\' else f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else c
+        for c in text
+    )
+    return f'"{escaped}"'
+
+
 def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -63,14 +73,14 @@ def toml_value(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)
+        return toml_string(value)
     if isinstance(value, list):
         return "[" + ", ".join(map(toml_value, value)) + "]"
-    return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+    return "{ " + ", ".join(f"{toml_string(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
 
 
 def toml_text(suite: dict[str, Any]) -> str:
-    return "".join(f"{json.dumps(k)} = {toml_value(v)}\n" for k, v in suite.items())
+    return "".join(f"{toml_string(k)} = {toml_value(v)}\n" for k, v in suite.items())
 
 
 # -- mutations, each invalid by construction -----------------------------------------------
