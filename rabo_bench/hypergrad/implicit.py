@@ -21,7 +21,8 @@ on the server's system of all clients (``baselines/fedmbo.py``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import ClassVar, Protocol
 
 import torch
@@ -55,29 +56,37 @@ class LowerSystem(ABC):
 @dataclass(frozen=True)
 class Linearisation:
     """One client's grad_y g at (x, y) on one lower batch: every product taken from it is with
-    the same d^2_yy g and d^2_xy g. Each product is one counted oracle call (its own double
-    back-prop, as the oracles always did), not a replay of a stored linear map."""
+    the same d^2_yy g and d^2_xy g, through one graph of grad_y g built on the first product
+    (:meth:`Oracles.linearise`); each product is one counted oracle call."""
 
     oracles: Oracles
     x: torch.Tensor
     y: torch.Tensor
     batch: Batch
 
+    @cached_property
+    def _products(self):
+        return self.oracles.linearise(self.x, self.y, self.batch)
+
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
-        return self.oracles.hvp(self.x, self.y, v, self.batch)
+        return self._products.hvp(v)
 
     def mixed(self, v: torch.Tensor) -> torch.Tensor:
-        return self.oracles.mixed(self.x, self.y, v, self.batch)
+        return self._products.mixed(v)
 
-    def matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(d^2_yy g, d_x grad_y g) as dense d_y x d_y and d_y x d_x matrices (forward mode),
-        counted as the d_y hvp and d_y jvp products that would form them."""
+    def hessian(self) -> torch.Tensor:
+        """d^2_yy g as a dense d_y x d_y matrix (forward mode), counted as the d_y hvp products
+        that would form it."""
         oracles, batch = self.oracles, self.batch
         hess = jacfwd(lambda yy: oracles.grad_y_g_uncounted(self.x, yy, batch))(self.y)
-        cross = jacfwd(lambda xx: oracles.grad_y_g_uncounted(xx, self.y, batch))(self.x)
         oracles.counter.hvp += self.y.numel()
-        oracles.counter.jvp += self.y.numel()
-        return hess, cross
+        return hess
+
+
+def _same_data(a: Batch, b: Batch) -> bool:
+    """Whether two lower batches (one entry per client in view) are the same objects: what a
+    deterministic problem (None) or a pinned task (its data) gives every time."""
+    return len(a) == len(b) and all(p is q for p, q in zip(a, b, strict=True))
 
 
 @dataclass(frozen=True)
@@ -89,14 +98,19 @@ class ClientSystem(LowerSystem):
     y: torch.Tensor
     rng: torch.Generator
     clients: ClassVar[int] = 1
+    _last: list[Linearisation] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def upper_gradients(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.oracles.grad_f(self.x, self.y, self.oracles.objective.sample_f(self.rng))
 
     def linearise(self, client: int | None = None) -> Linearisation:
-        """On a fresh lower batch (a client alone: ``client`` can only be itself)."""
+        """On a fresh lower batch (a client alone: ``client`` can only be itself). A batch of the
+        same data as the last one's gives the last linearisation again, so its graph serves
+        the products of both."""
         batch = self.oracles.objective.sample_g(self.rng)
-        return Linearisation(self.oracles, self.x, self.y, batch)
+        if not (self._last and _same_data(self._last[0].batch, batch)):
+            self._last[:] = [Linearisation(self.oracles, self.x, self.y, batch)]
+        return self._last[0]
 
 
 class LinearSolve(HypergradientEstimator):

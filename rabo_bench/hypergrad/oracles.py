@@ -7,11 +7,19 @@ Every derivative an estimator uses goes through :class:`Oracles`, which counts i
 * ``hvp``: one Hessian-vector product  d^2_yy g · v;
 * ``jvp``: one mixed Jacobian-vector product  d^2_xy g · v  (a vector in x space).
 
+Products come from :meth:`Oracles.linearise`: grad_y g at (x, y) on one batch, built once (a
+forward of g and a backward with ``create_graph``) and kept, so that every product of an
+estimate with that (x, y, batch) is one backward through the same graph, counted as one hvp or
+jvp. A counted product therefore costs one backward through grad_y g's graph; building the graph
+costs about one grad_g more per (x, y, batch), uncounted (``Oracles.hvp`` and ``Oracles.mixed``
+build one for their product alone, so they cost both).
+
 Counted calls run eagerly with ``torch.autograd`` double back-prop (2-4x less overhead than
 ``torch.func`` transforms per call on small problems, measured); ``grad_y_g_uncounted`` and
 ``inner_steps_uncounted`` use ``torch.func`` so that estimators can differentiate through them or
 ``vmap`` them. :class:`FunctionalOracles` counts the same calls but computes every one with
-``torch.func`` transforms, so whole clients can run under ``vmap`` (the vectorised simulator).
+``torch.func`` transforms, so whole clients can run under ``vmap`` (the vectorised simulator);
+there each product is its own transform (forward and first backward included).
 No matrix is ever formed here.
 """
 
@@ -31,7 +39,7 @@ def _leaf(t: torch.Tensor) -> torch.Tensor:
     return t.detach().requires_grad_(True)
 
 
-def _grad(output, inputs, grad_output=None, create_graph=False):
+def _grad(output, inputs, grad_output=None, create_graph=False, retain_graph=None):
     """autograd.grad with zeros for inputs the output does not depend on (e.g. f without x)."""
     if not output.requires_grad:
         return tuple(torch.zeros_like(t) for t in inputs)
@@ -39,6 +47,7 @@ def _grad(output, inputs, grad_output=None, create_graph=False):
         output,
         inputs,
         grad_output,
+        retain_graph=retain_graph,
         create_graph=create_graph,
         allow_unused=True,
         materialize_grads=True,
@@ -63,6 +72,27 @@ class OracleCounter:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class GradientGraph:
+    """grad_y g at one (x, y) on one batch, with the autograd graph that made it: each product
+    is one backward through that graph (kept for the next), counted as one hvp or jvp."""
+
+    counter: OracleCounter
+    x: torch.Tensor  # the leaves the graph was built from
+    y: torch.Tensor
+    grad_y: torch.Tensor
+
+    def hvp(self, v: torch.Tensor) -> torch.Tensor:
+        """d^2_yy g · v."""
+        self.counter.hvp += 1
+        return _grad(self.grad_y, (self.y,), v, retain_graph=True)[0]
+
+    def mixed(self, v: torch.Tensor) -> torch.Tensor:
+        """d^2_xy g · v = grad_x <grad_y g(x, y), v>."""
+        self.counter.jvp += 1
+        return _grad(self.grad_y, (self.x,), v, retain_graph=True)[0]
 
 
 class Oracles:
@@ -103,24 +133,24 @@ class Oracles:
             y = _leaf(y)
             return _grad(self.objective.g(x.detach(), y, batch), (y,))[0]
 
-    def _grad_y_g_graph(self, x: torch.Tensor, y: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return _grad(self.objective.g(x, y, batch), (y,), create_graph=True)[0]
+    def linearise(self, x: torch.Tensor, y: torch.Tensor, batch: Batch) -> GradientGraph:
+        """grad_y g(x, y; batch) with its graph kept: the products of one estimate with the same
+        d^2_yy g and d^2_xy g all go through it. Building it is a forward of g and a backward
+        with ``create_graph``, uncounted: each product through it counts."""
+        with torch.enable_grad():
+            x, y = _leaf(x), _leaf(y)
+            grad_y = _grad(self.objective.g(x, y, batch), (y,), create_graph=True)[0]
+        return GradientGraph(self.counter, x, y, grad_y)
 
     def hvp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """d^2_yy g · v."""
-        self.counter.hvp += 1
-        with torch.enable_grad():
-            y = _leaf(y)
-            return _grad(self._grad_y_g_graph(x.detach(), y, batch), (y,), v)[0]
+        """d^2_yy g · v, on a graph built for this product alone."""
+        return self.linearise(x, y, batch).hvp(v)
 
     def mixed(
         self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, batch: Batch
     ) -> torch.Tensor:
-        """d^2_xy g · v = grad_x <grad_y g(x, y), v>."""
-        self.counter.jvp += 1
-        with torch.enable_grad():
-            x, y = _leaf(x), _leaf(y)
-            return _grad(self._grad_y_g_graph(x, y, batch), (x,), v)[0]
+        """d^2_xy g · v = grad_x <grad_y g(x, y), v>, on a graph built for this product alone."""
+        return self.linearise(x, y, batch).mixed(v)
 
     def inner_steps(
         self, x: torch.Tensor, y: torch.Tensor, lr: float, batches: list[Batch]
@@ -159,6 +189,11 @@ class FunctionalOracles(Oracles):
         self.counter.grad_g += 1
         return self.grad_y_g_uncounted(x, y, batch)
 
+    def linearise(self, x: torch.Tensor, y: torch.Tensor, batch: Batch) -> Products:
+        """The products at (x, y) on ``batch``, each its own transform (no graph to keep under
+        ``vmap``)."""
+        return Products(self, x, y, batch)
+
     def hvp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, batch: Batch) -> torch.Tensor:
         """d^2_yy g · v, forward over reverse."""
         self.counter.hvp += 1
@@ -171,3 +206,19 @@ class FunctionalOracles(Oracles):
         self.counter.jvp += 1
         _, pullback = vjp(lambda xx: self.grad_y_g_uncounted(xx, y, batch), x)
         return pullback(v)[0]
+
+
+@dataclass(frozen=True)
+class Products:
+    """The products of :meth:`FunctionalOracles.linearise`: each one a counted oracle call."""
+
+    oracles: FunctionalOracles
+    x: torch.Tensor
+    y: torch.Tensor
+    batch: Batch
+
+    def hvp(self, v: torch.Tensor) -> torch.Tensor:
+        return self.oracles.hvp(self.x, self.y, v, self.batch)
+
+    def mixed(self, v: torch.Tensor) -> torch.Tensor:
+        return self.oracles.mixed(self.x, self.y, v, self.batch)

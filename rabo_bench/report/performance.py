@@ -24,6 +24,7 @@ ROUND_ALGORITHMS = ("rabo", "rafbo")
 ENGINES = ("sequential", "vectorised")
 GPU_CLIENTS = (100, 1000, 10000)
 TARGET_SPEEDUP, TARGET_CLIENTS = 10, 1000
+TARGET_OVERHEAD = 1.1  # issue 16: an estimate through Oracles / the plain-torch one
 EXACT_MAX_DIM = make_estimator("exact").max_dim  # exact refuses larger d by design
 
 
@@ -176,6 +177,43 @@ def estimator_section(results: list[Result]) -> list[str]:
     ]
 
 
+def overhead_section(results: list[Result]) -> list[str]:
+    timed = [r for r in results if r.test == "test_oracle_overhead"]
+    dims = sorted({r.info["dim"] for r in timed})
+    rows, missed = [], []
+    for name in sorted({r.info["estimator"] for r in timed}):
+        row = [name]
+        for d in dims:
+            harness, plain = (
+                _find(timed, "test_oracle_overhead", estimator=name, dim=d, implementation=i)
+                for i in ("harness", "reference")
+            )
+            if None in (harness, plain):
+                row.append("—")
+                continue
+            ratio = harness.median / plain.median
+            row.append(f"{seconds(harness.median)} / {seconds(plain.median)} = {ratio:.2f}")
+            if ratio > TARGET_OVERHEAD:
+                missed.append(f"{name} d={d}")
+        rows.append(row)
+    if not rows:
+        return []
+    verdict = "met everywhere" if not missed else "missed at " + ", ".join(missed)
+    return [
+        "## Oracle overhead: estimators vs plain torch",
+        "",
+        "Neumann (20 terms) and CG (20 iterations) hypergradients on the deterministic quadratic "
+        "(d_x = d_y = d, one client, float64) through `Oracles`, against plain torch that builds "
+        "grad_y g's graph once and takes every product through it "
+        "(tests/benchmarks/reference.py); median wall times, harness / reference.",
+        "",
+        *table(["estimator"] + [f"d={d}" for d in dims], rows),
+        "",
+        f"Target harness / reference <= {TARGET_OVERHEAD}: {verdict}.",
+        "",
+    ]
+
+
 def cnn_section(results: list[Result]) -> list[str]:
     rounds = [r for r in results if r.test == "test_cnn_round"]
     if not rounds:
@@ -289,6 +327,7 @@ def write(bench: Path, out: Path, gpu: Path | None, wall: float | None, command:
         "",
         *round_section(results),
         *estimator_section(results),
+        *overhead_section(results),
         *cnn_section(results),
         *reference_section(results),
     ]

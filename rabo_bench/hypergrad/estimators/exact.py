@@ -1,4 +1,5 @@
-"""The dense solve: SPEC eq. (9) with matrices, for small problems (the estimators' oracle)."""
+"""The dense solve: SPEC eq. (9) with the Hessian as a matrix, for small problems (the
+estimators' oracle)."""
 
 from __future__ import annotations
 
@@ -12,24 +13,14 @@ from rabo_bench.hypergrad.implicit import LinearSolve
 from rabo_bench.problems.ranges import COUNT, setting
 
 
-@dataclass(frozen=True)
-class DenseMixed:
-    """d_x grad_y g formed as a d_y x d_x matrix: d^2_xy g · v = cross^T v."""
-
-    cross: torch.Tensor
-
-    def mixed(self, v: torch.Tensor) -> torch.Tensor:
-        return self.cross.T @ v
-
-
 @register_estimator
 @dataclass(frozen=True)
 class Exact(LinearSolve):
-    """p = solve(d^2_yy g, grad_y f), both Jacobians formed on one lower batch.
+    """p = solve(d^2_yy g, grad_y f), and d^2_xy g · p, both on one lower batch.
 
-    Forms the d_y x d_y Hessian and the d_y x d_x mixed block (``torch.func.jacfwd``), so it is
-    for small problems only: it refuses d_y or d_x above ``max_dim``.
-    Cost: 1 grad_f + d_y hvp + d_y jvp (what forming the two matrices by products would take).
+    Forms the d_y x d_y Hessian (``torch.func.jacfwd``), so it is for small problems only: it
+    refuses d_y or d_x above ``max_dim``. The mixed term is one product, not a matrix.
+    Cost: 1 grad_f + d_y hvp (what forming the Hessian by products would take) + 1 jvp.
     """
 
     name: ClassVar[str] = "exact"
@@ -43,5 +34,4 @@ class Exact(LinearSolve):
                 f"the exact estimator forms dense matrices; d_x={d_x}, d_y={d_y} "
                 f"exceed max_dim={self.max_dim}: use 'neumann' or 'cg' instead"
             )
-        hess, cross = model.matrices()
-        return torch.linalg.solve(hess, rhs), DenseMixed(cross)
+        return torch.linalg.solve(model.hessian(), rhs), model
