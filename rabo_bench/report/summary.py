@@ -112,23 +112,38 @@ def summary_rows(results: pd.DataFrame) -> list[list[str]]:
     return table
 
 
+def shown(rows: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+    """The headers and rows without the columns that say nothing for these results: a setting
+    column when the suite has no settings, a metric that is n/a for every algorithm (accuracy
+    on the synthetic problems, ||grad F||^2 on the networks)."""
+    keep = [
+        k
+        for k, header in enumerate(HEADERS)
+        if header == "algorithm" or any(row[k] not in ("", "n/a") for row in rows)
+    ]
+    return [HEADERS[k] for k in keep], [[row[k] for k in keep] for row in rows]
+
+
 def to_text(rows: list[list[str]]) -> str:
-    widths = [max(len(r[k]) for r in [list(HEADERS), *rows]) for k in range(len(HEADERS))]
+    headers, rows = shown(rows)
+    widths = [max(len(r[k]) for r in [headers, *rows]) for k in range(len(headers))]
 
     def line(cells: list[str]) -> str:
         first = cells[0].ljust(widths[0])
         return "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))])
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(list(HEADERS)), rule, *(line(r) for r in rows)])
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
 
 
 def to_markdown(rows: list[list[str]]) -> str:
-    def line(cells: list[str] | tuple[str, ...]) -> str:
+    headers, rows = shown(rows)
+
+    def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
-    rule = "| " + " | ".join(["---"] + ["---:"] * (len(HEADERS) - 1)) + " |"
-    return "\n".join([line(HEADERS), rule, *(line(r) for r in rows)])
+    rule = "| " + " | ".join(["---"] + ["---:"] * (len(headers) - 1)) + " |"
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
 
 
 def uncovered_note(results: pd.DataFrame) -> str:
