@@ -227,13 +227,14 @@ def execute_specs(
             todo.append(spec)
             if engine.shares_files and checkpoint_file(out, spec.run_id).exists():
                 echo(f"resuming {_label(spec)} (run {spec.run_id}) from its checkpoint")
-    rounds = {spec.run_id: spec.rounds - saved_round(out, spec.run_id) for spec in todo}
+    show = progress and writer and len(todo) > 1  # the bar alone reads the checkpoints' rounds
+    rounds = {s.run_id: s.rounds - (saved_round(out, s.run_id) if show else 0) for s in todo}
     overall = tqdm(
         total=sum(rounds.values()),
         desc=f"all {len(todo)} runs",
         unit="round",
         file=sys.stderr,
-        disable=not (progress and writer) or len(todo) < 2,
+        disable=not show,
         position=1 if engine.in_process else 0,
     )
     work = partial(
