@@ -86,9 +86,15 @@ def layer_masks(
     return ClientMasks(*layers.masks(x, y, kept))
 
 
+def model_device(x: Params, y: Params) -> torch.device:
+    """Where the model lives: channel indices are made there, as the importance-ordered ones
+    come out of the parameters."""
+    return next(iter((*x.values(), *y.values()))).device
+
+
 def prefix_channels(layer: ChannelLayer, x: Params, y: Params, keep: int) -> torch.Tensor:
     """Channels 0 .. keep - 1 (HeteroFL's static sub-models)."""
-    return torch.arange(keep)
+    return torch.arange(keep, device=model_device(x, y))
 
 
 def largest_channels(order: int) -> ChannelChooser:
@@ -193,7 +199,9 @@ class ImportanceSegments(ChannelImportance):
             def choose(layer: ChannelLayer, x: Params, y: Params, keep: int) -> torch.Tensor:
                 segments = math.ceil(layer.size / keep)
                 segment = segment_of(rank, round, colours[layer.name], segments)
-                return orders[layer.name][(segment * keep + torch.arange(keep)) % layer.size]
+                order = orders[layer.name]
+                shifted = segment * keep + torch.arange(keep, device=order.device)
+                return order[shifted % layer.size]
 
             return layer_masks(layers, x, y, capacity, choose, sides)
 
@@ -244,12 +252,13 @@ class FixedSegments(MaskPolicy):
                 f"fixed_segments coverage must be in [1, {clients // 2}] for {clients} clients, "
                 f"got {self.coverage}"
             )
-        halves = []
+        halves, device = [], model_device(x, y)
         for second in (False, True):
             kept = []
             for layer in layers.layers:
                 cut = (layer.size + 1) // 2
-                half = torch.arange(cut, layer.size) if second else torch.arange(cut)
+                start, stop = (cut, layer.size) if second else (0, cut)
+                half = torch.arange(start, stop, device=device)
                 kept.append(half if "x" in layer.sides else None)
             halves.append(ClientMasks(*layers.masks(x, y, kept)))
         return [halves[i >= clients - self.coverage] for i in range(clients)]
