@@ -10,7 +10,7 @@ from typing import ClassVar
 import torch
 
 from rabo_bench.algorithms import register, single_level
-from rabo_bench.federated.policies import MaskPolicy, layer_masks, model_device, per_capacity
+from rabo_bench.federated.policies import MaskPolicy, layer_masks, per_capacity
 from rabo_bench.submodel import ClientMasks
 from rabo_bench.submodel.channels import ChannelLayers
 
@@ -21,7 +21,7 @@ class RollingWindow(MaskPolicy):
 
     def assign(self, x, y, capacities, round, rng, layers=None) -> list[ClientMasks]:
         def window(layer, x, y, keep: int) -> torch.Tensor:
-            return (round + torch.arange(keep, device=model_device(x, y))) % layer.size
+            return (round + torch.arange(keep, device="cpu")) % layer.size  # as prefix_channels
 
         layers = layers or ChannelLayers.rows_of(x, y)
         return per_capacity(capacities, lambda r: layer_masks(layers, x, y, r, window))

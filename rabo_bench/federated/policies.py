@@ -86,15 +86,11 @@ def layer_masks(
     return ClientMasks(*layers.masks(x, y, kept))
 
 
-def model_device(x: Params, y: Params) -> torch.device:
-    """Where the model lives: channel indices are made there, as the importance-ordered ones
-    come out of the parameters."""
-    return next(iter((*x.values(), *y.values()))).device
-
-
 def prefix_channels(layer: ChannelLayer, x: Params, y: Params, keep: int) -> torch.Tensor:
-    """Channels 0 .. keep - 1 (HeteroFL's static sub-models)."""
-    return torch.arange(keep, device=model_device(x, y))
+    """Channels 0 .. keep - 1 (HeteroFL's static sub-models), on the CPU: rules that read no
+    parameter values make their indices there (also for shape-only ``meta`` parameters);
+    masks move indices to the parameters' device where they are used."""
+    return torch.arange(keep, device="cpu")
 
 
 def largest_channels(order: int) -> ChannelChooser:
@@ -252,13 +248,13 @@ class FixedSegments(MaskPolicy):
                 f"fixed_segments coverage must be in [1, {clients // 2}] for {clients} clients, "
                 f"got {self.coverage}"
             )
-        halves, device = [], model_device(x, y)
+        halves = []
         for second in (False, True):
             kept = []
             for layer in layers.layers:
                 cut = (layer.size + 1) // 2
                 start, stop = (cut, layer.size) if second else (0, cut)
-                half = torch.arange(start, stop, device=device)
+                half = torch.arange(start, stop, device="cpu")  # as prefix_channels
                 kept.append(half if "x" in layer.sides else None)
             halves.append(ClientMasks(*layers.masks(x, y, kept)))
         return [halves[i >= clients - self.coverage] for i in range(clients)]
