@@ -10,8 +10,8 @@ rounding at most, like the choice of client simulator).
   and cuDNN convolutions alike (cuDNN allows it by default), so fp32 means IEEE float32;
 * ``tf32``: float32 tensors, matmuls and convolutions on TF32 tensor cores (CUDA only);
 * ``bf16``: the networks' forward pass under ``torch.autocast`` in bfloat16 (convolutions and
-  matmuls in bfloat16, features handed back in float32), parameters, gradients and the
-  estimators' vector algebra in float32.
+  matmuls in bfloat16, normalisation and the features handed back in float32), parameters,
+  gradients and the estimators' vector algebra in float32.
 """
 
 from __future__ import annotations

@@ -240,11 +240,13 @@ def head_logits(
 
 def _unit(params: Params, prefix: str, h: torch.Tensor, stride: int = 1) -> torch.Tensor:
     """conv (padding k // 2) then batch-statistics BatchNorm, at whatever widths ``params``
-    have."""
+    have. The normalisation runs in the parameters' dtype (a no-op cast unless autocast made
+    the convolution bfloat16: its statistics then stay float32, and under vmap a bfloat16
+    batch norm's backward refuses the float32 scale)."""
     weight = params[f"{prefix}.conv.weight"]
     h = F.conv2d(h, weight, stride=stride, padding=weight.shape[-1] // 2)
     scale, shift = params[f"{prefix}.norm.weight"], params[f"{prefix}.norm.bias"]
-    return F.batch_norm(h, None, None, scale, shift, training=True, eps=_NORM_EPS)
+    return F.batch_norm(h.to(scale.dtype), None, None, scale, shift, training=True, eps=_NORM_EPS)
 
 
 def forward(
