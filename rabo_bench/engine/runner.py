@@ -86,6 +86,8 @@ class ProblemCache:
         if key not in self._built:
             problem = make_problem(spec.problem, spec.problem_params)
             device = run_device(self.device, type(problem), spec.precision)
+            # channels-last on CUDA only (on the CPU, torch 2.14.1's backward of a strided 1x1
+            # channels-last convolution corrupts the heap: docs/scaling.md, "GPUs")
             cuda = device.type == "cuda"
             problem.place(Compute(device, spec.precision, self.channels_last and cuda))
             self._built[key] = problem
