@@ -21,7 +21,7 @@ class RollingWindow(MaskPolicy):
 
     def assign(self, x, y, capacities, round, rng, layers=None) -> list[ClientMasks]:
         def window(layer, x, y, keep: int) -> torch.Tensor:
-            return (round + torch.arange(keep)) % layer.size
+            return (round + torch.arange(keep, device="cpu")) % layer.size  # as prefix_channels
 
         layers = layers or ChannelLayers.rows_of(x, y)
         return per_capacity(capacities, lambda r: layer_masks(layers, x, y, r, window))

@@ -46,7 +46,7 @@ def global_top_k(x: Params, y: Params, fraction: float) -> tuple[ElementMask, El
     magnitudes = torch.cat([t.reshape(-1).abs() for t in tensors])
     k = max(1, int(fraction * magnitudes.numel() + 1e-9))
     order = torch.sort(magnitudes, descending=True, stable=True).indices
-    flat_keep = torch.zeros(magnitudes.numel(), dtype=torch.bool)
+    flat_keep = torch.zeros(magnitudes.numel(), dtype=torch.bool, device=magnitudes.device)
     flat_keep[order[:k]] = True
     threshold = float(magnitudes[order[k - 1]]) if k < magnitudes.numel() else None
     keeps, start = {"x": {}, "y": {}}, 0

@@ -64,6 +64,22 @@ def _assignment(text: str) -> dict:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _device(text: str) -> str:
+    from rabo_bench.engine.devices import DEVICE_CHOICES, is_device_name
+
+    if not is_device_name(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {DEVICE_CHOICES}")
+    return text
+
+
+def _precision(text: str) -> str:
+    from rabo_bench.models.compute import PRECISIONS
+
+    if text not in PRECISIONS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(PRECISIONS)}")
+    return text
+
+
 def _names(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
@@ -98,6 +114,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--settings", type=_names, help="comma-separated subset of the suite's [settings]"
     )
     run.add_argument("--out", type=Path, help="output folder (default ./out/<suite>[-preset])")
+    run.add_argument(
+        "--device",
+        type=_device,
+        help="auto (the suite's default: CUDA for the network problems when present, else the "
+        "CPU), cpu, cuda or cuda:N; not part of the runs' identity",
+    )
+    run.add_argument(
+        "--precision",
+        type=_precision,
+        help="the networks' precision: fp32 (the default), tf32 (CUDA only) or bf16; the "
+        "synthetic problems take fp32 only; other than fp32 it is part of the runs' identity",
+    )
+    run.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="channels-last (NHWC) convolutions for the CNNs on CUDA (no effect on the CPU)",
+    )
     tracking = run.add_mutually_exclusive_group()
     tracking.add_argument(
         "--mlflow-uri",
@@ -236,6 +269,7 @@ def cmd_list() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    from rabo_bench.engine.devices import suite_device
     from rabo_bench.engine.results import check_writable
     from rabo_bench.engine.suite import check_data, load_suite
     from rabo_bench.engine.suite_file import tomllib
@@ -250,6 +284,8 @@ def cmd_run(args: argparse.Namespace) -> None:
             seeds=args.seeds,
             algorithm_names=args.algorithms,
             changes=args.set,
+            device=args.device,
+            precision=args.precision,
         )
         if args.settings:
             suite = suite.only_settings(args.settings)
@@ -258,13 +294,14 @@ def cmd_run(args: argparse.Namespace) -> None:
             from rabo_bench.theory.rates import RateGrid
 
             RateGrid.parse(suite)
-        _check_size(suite, args.yes)
+        device = suite_device(suite)
+        _check_size(suite, device, args.yes)
         check_data(suite)
         engine = Engine(args.engine, args.jobs, args.ray_address)
         engine.check()
         if suite.rates and not engine.in_process:
             raise ValueError("rate suites run in one process: drop --jobs and --engine")
-        rank = _join_torchrun(engine, suite)
+        rank = _join_torchrun(engine, suite, device)
     except (ValueError, OSError, tomllib.TOMLDecodeError) as err:
         fail(str(err))
     checkpoints = CheckpointPolicy(args.checkpoint_every, args.checkpoint_minutes)
@@ -273,7 +310,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
         execute_suite(
             suite, out, None, False, lambda _: None, clients=args.clients, writer=False,
-            checkpoints=checkpoints,
+            checkpoints=checkpoints, channels_last=args.channels_last,
         )  # fmt: skip
         leave(together=True)
         return
@@ -296,10 +333,11 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     sink = None
     if not args.no_mlflow:
-        tags = command_tags(args.command_line, suite.preset)
+        tags = command_tags(args.command_line, suite.preset, device)
         sink = MlflowSink(args.mlflow_uri or default_uri(out), default_artifacts(out), tags)
     print(f"suite {suite.name} ({suite.path}), preset {suite.preset or '(none)'}")
     print(f"output folder: {out}")
+    print(f"device: {device}, precision {suite.precision}")
     # Ctrl-C / SIGTERM end the current round with a checkpoint (not under torchrun, whose
     # ranks must stop at the same round, nor on Ray, whose workers are not ours to signal)
     stoppable = engine.kind == "local" and os.environ.get("WORLD_SIZE", "1") == "1"
@@ -343,22 +381,20 @@ def _execute(suite, out: Path, sink, args: argparse.Namespace, engine, checkpoin
         engine=engine,
         clients=args.clients,
         checkpoints=checkpoints,
+        channels_last=args.channels_last,
     )
 
 
-def _check_size(suite, confirmed: bool) -> None:
+def _check_size(suite, device, confirmed: bool) -> None:
     """A suite whose setting without a preset is the paper's (``sized_for_gpu``) does not start
-    on a machine without CUDA unless the user confirms with --yes."""
-    if suite.sized_for_gpu and suite.preset is None and not confirmed:
-        import torch
-
-        if not torch.cuda.is_available():
-            presets = ", ".join(suite.presets) or "(none)"
-            raise ValueError(
-                f"suite {suite.name} without a preset is the paper's setting, sized for a GPU, "
-                f"and this machine has none; choose a preset (--preset, one of: {presets}) "
-                "or add --yes to start it anyway"
-            )
+    on the CPU (no CUDA, or --device cpu) unless the user confirms with --yes."""
+    if suite.sized_for_gpu and suite.preset is None and not confirmed and device.type != "cuda":
+        presets = ", ".join(suite.presets) or "(none)"
+        raise ValueError(
+            f"suite {suite.name} without a preset is the paper's setting, sized for a GPU, "
+            f"and its runs would compute on the {device}; choose a preset (--preset, one of: "
+            f"{presets}) or add --yes to start it anyway"
+        )
 
 
 def _dry_run(suite, out: Path) -> None:
@@ -386,15 +422,15 @@ def _stopped(stop: BaseException, out: Path) -> NoReturn:
     raise SystemExit(128 + number)
 
 
-def _join_torchrun(engine, suite) -> int:
+def _join_torchrun(engine, suite, device) -> int:
     """This process's rank: under ``torchrun`` (WORLD_SIZE > 1) every rank runs the suite and
-    simulates its share of each run's clients (torch.distributed: gloo on CPU, NCCL on GPU);
-    rank 0 alone writes. Outside torchrun 0."""
+    simulates its share of each run's clients (torch.distributed: gloo when the runs compute
+    on the CPU, NCCL on CUDA ``device``); rank 0 alone writes. Outside torchrun 0."""
     import atexit
 
     from rabo_bench.federated.distributed import init_from_env, leave
 
-    rank, ranks = init_from_env()
+    rank, ranks = init_from_env(device)
     atexit.register(leave)
     if ranks > 1 and (suite.rates or not engine.in_process):
         raise ValueError("under torchrun, ranks share each run's clients: drop --jobs/--engine")

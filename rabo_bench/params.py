@@ -15,6 +15,11 @@ import torch
 Params = dict[str, torch.Tensor]
 
 
+def on_device(params: Params, device: torch.device) -> Params:
+    """``params`` with every tensor on ``device`` (the same tensors where they are there)."""
+    return {name: t.to(device) for name, t in params.items()}
+
+
 @dataclass(frozen=True)
 class Layout:
     """The names, shapes and order of a parameter dict, for flattening it into one vector."""

@@ -9,8 +9,9 @@ its result rows, resuming from a checkpoint when one is given and ending early w
 Identity and randomness:
   * ``run_id`` = the first 12 hex digits of sha256 of the canonical JSON of the resolved config
     (suite, problem with every parameter, algorithm.to_dict(), capacities, seed, rounds,
-    eval_every; diverge_factor when it is not the default): any change to the config is a new
-    run.
+    eval_every; diverge_factor when it is not the default; the precision when it is not fp32):
+    any change to the config is a new run. The device is not part of it (an execution choice,
+    like the client simulator).
   * the random streams of a run (initial point, batches, masks, ...) are keyed by
     ``stream_key`` = (suite, problem, capacities, seed) only. So every algorithm of one seed
     starts from the same (x0, y0) and sees common random numbers, and a run with fewer rounds
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.utils._pytree import tree_map_only
 
 from rabo_bench.algorithms import Algorithm
 from rabo_bench.engine import interrupt
@@ -37,6 +39,8 @@ from rabo_bench.engine.results import METRICS, ORACLES, Row, check_metrics
 from rabo_bench.engine.suite import DIVERGE_FACTOR, Suite
 from rabo_bench.federated.rounds import FederatedRun, RoundReport
 from rabo_bench.metrics.trained import TrainedCoordinates, submodel_accuracy
+from rabo_bench.models.compute import FULL_PRECISION
+from rabo_bench.params import on_device
 from rabo_bench.problems import BilevelProblem
 from rabo_bench.problems.registry import identity_params, resolved_params
 
@@ -58,14 +62,17 @@ class RunSpec:
     eval_every: int
     setting: str = ""  # the suite's [settings] variant, if it has them
     diverge_factor: float = DIVERGE_FACTOR
+    precision: str = FULL_PRECISION  # the networks' forward precision (models.compute)
 
     def config(self) -> dict[str, Any]:
-        """The resolved configuration; its hash is the run id. The setting's name and the
-        divergence factor enter it only when set (so that runs made without them keep their
-        ids)."""
+        """The resolved configuration; its hash is the run id. The setting's name, the
+        divergence factor and the precision enter it only when they differ from their defaults
+        (so that runs made before those keys existed keep their ids)."""
         named = {"setting": self.setting} if self.setting else {}
         if self.diverge_factor != DIVERGE_FACTOR:
             named["diverge_factor"] = self.diverge_factor
+        if self.precision != FULL_PRECISION:
+            named["precision"] = self.precision
         return {
             **named,
             "suite": self.suite,
@@ -107,6 +114,7 @@ def expand(suite: Suite) -> list[RunSpec]:
                 variant.eval_every,
                 variant.setting,
                 variant.diverge_factor,
+                variant.precision,
             )
             for seed in variant.seeds
             for name in variant.algorithms
@@ -254,12 +262,14 @@ def execute_run(
     if saved is None:
         rows = [row(0)]
         reason = _unusable_metrics(rows[0], rows[0], spec.diverge_factor)
-    else:
-        run.x, run.y, run.round, rows = saved.x, saved.y, saved.round, saved.rows
+    else:  # a checkpoint is read onto the CPU; the run continues on the problem's device
+        device = problem.compute.device
+        run.x, run.y = on_device(saved.x, device), on_device(saved.y, device)
+        run.round, rows = saved.round, saved.rows
         acc.restore(saved.counters)
         if saved.trained is not None:  # checkpoints written before the column existed lack it
             trained.restore(saved.trained)
-        run.state = saved.carried or {}
+        run.state = tree_map_only(torch.Tensor, lambda t: t.to(device), saved.carried or {})
         reason = None  # a checkpoint is only saved while the run is finite
     while reason is None and run.round < spec.rounds:
         start = time.perf_counter()

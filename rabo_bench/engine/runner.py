@@ -28,6 +28,7 @@ from rabo_bench.engine.checkpoint import (
     remove_checkpoint,
     saved_round,
 )
+from rabo_bench.engine.devices import run_device
 from rabo_bench.engine.results import (
     Row,
     check_writable,
@@ -40,6 +41,7 @@ from rabo_bench.engine.results import (
 from rabo_bench.engine.run import RunSpec, digest, execute_run, expand
 from rabo_bench.engine.suite import Suite
 from rabo_bench.engine.sweep import IN_PROCESS, Engine
+from rabo_bench.models.compute import Compute, tf32_switched
 from rabo_bench.problems import BilevelProblem
 from rabo_bench.problems.registry import make_problem
 
@@ -56,41 +58,53 @@ def execute_suite(
     sink: RunSink | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    channels_last: bool = False,
     **options: Any,
 ) -> list[RunSpec]:
     """Execute the suite's runs that are not on disk yet (:func:`execute_specs`, whose keyword
-    ``options`` engine, clients, checkpoints and writer this passes on)."""
-    return execute_specs(expand(suite), ProblemCache(), out, sink, progress, echo, **options)
+    ``options`` engine, clients, checkpoints and writer this passes on), on the suite's
+    ``device`` (``channels_last``: the CNNs' convolutions NHWC there, CUDA only)."""
+    problems = ProblemCache(suite.device, channels_last)
+    return execute_specs(expand(suite), problems, out, sink, progress, echo, **options)
 
 
 class ProblemCache:
     """Builds each distinct problem setting once, and only when a run needs it (loading a
-    data set takes seconds; a resumed suite with nothing left to do loads nothing).
+    data set takes seconds; a resumed suite with nothing left to do loads nothing), placed
+    on the run's device (``device``: a name of :mod:`.devices`, resolved in the process that
+    runs it) in the run's precision.
 
     Sent to a worker process, a cache arrives as that process's own (empty) cache: built
     problems never travel between processes, and a worker builds each setting once."""
 
-    def __init__(self) -> None:
-        self._built: dict[str, BilevelProblem] = {}
+    def __init__(self, device: str = "cpu", channels_last: bool = False) -> None:
+        self.device, self.channels_last = device, channels_last
+        self._built: dict[tuple[str, str], BilevelProblem] = {}
 
     def __call__(self, spec: RunSpec) -> BilevelProblem:
-        key = digest({"name": spec.problem, **spec.problem_params})
+        key = (digest({"name": spec.problem, **spec.problem_params}), spec.precision)
         if key not in self._built:
-            self._built[key] = make_problem(spec.problem, spec.problem_params)
+            problem = make_problem(spec.problem, spec.problem_params)
+            device = run_device(self.device, type(problem), spec.precision)
+            # channels-last on CUDA only (on the CPU, torch 2.14.1's backward of a strided 1x1
+            # channels-last convolution corrupts the heap: docs/scaling.md, "GPUs")
+            cuda = device.type == "cuda"
+            problem.place(Compute(device, spec.precision, self.channels_last and cuda))
+            self._built[key] = problem
         return self._built[key]
 
     def __reduce__(self):
-        return _process_cache, ()
+        return _process_cache, (self.device, self.channels_last)
 
 
-_PROCESS_CACHE: ProblemCache | None = None
+_PROCESS_CACHES: dict[tuple[str, bool], ProblemCache] = {}
 
 
-def _process_cache() -> ProblemCache:
-    global _PROCESS_CACHE
-    if _PROCESS_CACHE is None:
-        _PROCESS_CACHE = ProblemCache()
-    return _PROCESS_CACHE
+def _process_cache(device: str, channels_last: bool) -> ProblemCache:
+    key = (device, channels_last)
+    if key not in _PROCESS_CACHES:
+        _PROCESS_CACHES[key] = ProblemCache(device, channels_last)
+    return _PROCESS_CACHES[key]
 
 
 def _label(spec: RunSpec) -> str:
@@ -122,7 +136,7 @@ def compute_run(
         checkpoint = Checkpoint(checkpoint_file(out, spec.run_id), policy, writable=writer)
     bar = tqdm(total=spec.rounds, desc=label, file=sys.stderr, disable=not progress, unit="round")
     try:
-        with bar:
+        with bar, tf32_switched(spec.precision):
             return execute_run(
                 spec,
                 instance,

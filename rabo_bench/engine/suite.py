@@ -20,6 +20,7 @@ from typing import Any
 from rabo_bench import algorithms
 from rabo_bench.algorithms import Algorithm
 from rabo_bench.data.archives import load_archive
+from rabo_bench.engine.devices import DEVICE_CHOICES, is_device_name
 from rabo_bench.engine.suite_file import (
     COMMAND_LINE,
     Checker,
@@ -35,8 +36,9 @@ from rabo_bench.engine.suite_layers import (
     merged,
     setting_names,
 )
+from rabo_bench.models.compute import FULL_PRECISION, PRECISIONS
 from rabo_bench.problems.ranges import COUNT, Range, RangeError
-from rabo_bench.problems.registry import ParamError, archives_needed, problem_config
+from rabo_bench.problems.registry import ParamError, archives_needed, problem_config, problems
 
 # The suites shipped with the package: the top-level suites/ folder, installed as the package
 # rabo_bench.suites (pyproject.toml), a folder on disk wherever rabo-bench is installed.
@@ -56,6 +58,8 @@ TOP_KEYS = (
     "rates",
     "settings",
     "sized_for_gpu",
+    "device",
+    "precision",
 )
 # and --set; sized_for_gpu is about the suite without a preset, so only the file's top sets it
 PRESET_KEYS = tuple(k for k in TOP_KEYS if k not in ("name", "presets", "sized_for_gpu"))
@@ -89,6 +93,8 @@ class Suite:
     setting: str = ""  # the name of this variant of a suite with [settings]
     settings: tuple[Suite, ...] = ()  # one validated Suite per [settings.NAME] table
     sized_for_gpu: bool = False  # the setting without a preset needs a GPU (`run` asks first)
+    device: str = "auto"  # where the runs compute (engine.devices; not part of their identity)
+    precision: str = FULL_PRECISION  # the networks' precision (models.compute; fp32 or identity)
     out_tag: str = ""  # names the command line's changes to the runs' configuration
     diverge_factor: float = DIVERGE_FACTOR
 
@@ -229,11 +235,13 @@ def load_suite(
     seeds: int | None = None,
     algorithm_names: list[str] | None = None,
     changes: Iterable[Mapping[str, Any]] = (),
+    device: str | None = None,
+    precision: str | None = None,
 ) -> Suite:
     """The suite ``name_or_path`` with ``preset`` and the command-line values applied (each of
-    ``changes`` is one ``--set``, merged in order; ``rounds``, ``seeds`` and
-    ``algorithm_names`` over them), validated; raises ValueError (one line, naming file, line
-    and key) on any problem."""
+    ``changes`` is one ``--set``, merged in order; ``rounds``, ``seeds``, ``algorithm_names``,
+    ``device`` and ``precision`` over them), validated; raises ValueError (one line, naming
+    file, line and key) on any problem."""
     file = Source.read(find_suite(name_or_path))
     check = Checker(file)  # the file as written
     check.unknown_keys(file.raw, TOP_KEYS)
@@ -252,7 +260,13 @@ def load_suite(
     given: dict[str, Any] = {}
     for change in changes:
         given = deep_merge(given, change)
-    flags = {"rounds": rounds, "seeds": seeds, "algorithms": algorithm_names}
+    flags = {
+        "rounds": rounds,
+        "seeds": seeds,
+        "algorithms": algorithm_names,
+        "device": device,
+        "precision": precision,
+    }
     given = deep_merge(given, {k: v for k, v in flags.items() if v is not None})
     if not given:
         return suite
@@ -266,13 +280,16 @@ def load_suite(
 
 def _out_tag(given: Mapping[str, Any]) -> str:
     """A folder-name tag for the command line's changes to the runs' configuration: ""
-    when it only chose among the suite's runs (--seeds, --algorithms), ``rounds<Q>`` for
-    --rounds alone, else ``set-<hash>`` of every change."""
-    changes = {k: v for k, v in given.items() if k not in ("seeds", "algorithms")}
+    when it only chose among the suite's runs (--seeds, --algorithms) or where they compute
+    (--device), ``rounds<Q>`` for --rounds alone, the precision for --precision alone, else
+    ``set-<hash>`` of every change."""
+    changes = {k: v for k, v in given.items() if k not in ("seeds", "algorithms", "device")}
     if not changes:
         return ""
     if list(changes) == ["rounds"]:
         return f"rounds{changes['rounds']}"
+    if list(changes) == ["precision"]:
+        return str(changes["precision"])
     text = json.dumps(changes, sort_keys=True, default=str)
     return "set-" + hashlib.sha256(text.encode()).hexdigest()[:8]
 
@@ -333,7 +350,27 @@ def _build(
         diverge_factor=float(
             check.in_range(raw, "diverge_factor", TOP_RANGES["diverge_factor"], DIVERGE_FACTOR)
         ),
+        device=_device(check, raw),
+        precision=_precision(check, raw, problem_name),
     )
+
+
+def _device(check: Checker, raw: dict[str, Any]) -> str:
+    value = raw.get("device", "auto")
+    if not is_device_name(value):
+        check.fail(f"device = {value!r} must be one of {DEVICE_CHOICES}", "device")
+    return value
+
+
+def _precision(check: Checker, raw: dict[str, Any], problem: str) -> str:
+    """One of PRECISIONS that the problem supports (the device is checked when a run starts)."""
+    value = raw.get("precision", FULL_PRECISION)
+    if value not in PRECISIONS:
+        check.fail(f"precision = {value!r} must be one of {list(PRECISIONS)}", "precision")
+    why = problems()[problem].problem.unsupported(value)
+    if why is not None:
+        check.fail(why, "precision")
+    return value
 
 
 def _flag(check: Checker, raw: dict[str, Any], key: str) -> bool:

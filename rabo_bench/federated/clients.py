@@ -114,9 +114,9 @@ class Phase:
         return ClientView(obj, Oracles(obj, OracleCounter()), self.streams[client])
 
 
-def held(masks: ClientMasks, key: str) -> dict[str, torch.Tensor]:
-    """The dense mask of a client's upload ``key`` ("x" or "y")."""
-    return (masks.x if key == "x" else masks.y).dense()
+def held(masks: ClientMasks, key: str, device: torch.device) -> dict[str, torch.Tensor]:
+    """The dense mask of a client's upload ``key`` ("x" or "y"), on the upload's ``device``."""
+    return (masks.x if key == "x" else masks.y).dense(device)
 
 
 class ClientSimulator(ABC):
@@ -159,6 +159,6 @@ class SequentialClients(ClientSimulator):
             view = phase.view(i)
             for key, sub in fn(view).items():
                 update = unpack(view.objective, key, sub)
-                sums.setdefault(key, MaskedSum()).add(update, held(phase.masks[i], key))
+                sums.setdefault(key, MaskedSum()).add(update, held(phase.masks[i], key, sub.device))
             view.book(phase.ctx.ledger, (i,))
         return sums

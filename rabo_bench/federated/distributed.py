@@ -1,12 +1,12 @@
 """Sharding the clients of one run over torch.distributed ranks (DESIGN.md §5).
 
-Launched by ``torchrun`` (gloo on CPU, NCCL on GPU), every rank holds the whole state, computes
-the same masks from the same random streams, and simulates only its share of the clients
-(contiguous blocks) with its client simulator. The server's masked aggregation becomes an
-all-reduce of the masked sums and counts (:meth:`MaskedSum.all_reduce`); the per-client cost
-ledger is all-reduced at the end of the round. A single sampled client (FedMBO's Neumann factor)
-is computed by its owner and broadcast. Without an initialised process group of size > 1 the
-simulator is used as it is.
+Launched by ``torchrun`` (gloo when the run computes on the CPU, NCCL when on CUDA, one GPU a
+rank), every rank holds the whole state, computes the same masks from the same random streams,
+and simulates only its share of the clients (contiguous blocks) with its client simulator. The
+server's masked aggregation becomes an all-reduce of the masked sums and counts
+(:meth:`MaskedSum.all_reduce`); the per-client cost ledger is all-reduced at the end of the
+round. A single sampled client (FedMBO's Neumann factor) is computed by its owner and broadcast.
+Without an initialised process group of size > 1 the simulator is used as it is.
 """
 
 from __future__ import annotations
@@ -26,12 +26,25 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def init_from_env() -> tuple[int, int]:
-    """Join the process group that ``torchrun`` describes (WORLD_SIZE > 1 in the environment);
-    NCCL when this process has a GPU, else gloo. Returns (rank, world size)."""
+def init_from_env(device: torch.device | None = None) -> tuple[int, int]:
+    """Join the process group that ``torchrun`` describes (WORLD_SIZE > 1 in the environment):
+    NCCL when the run's tensors are on the CUDA ``device`` (made this process's current GPU),
+    else gloo (the CPU, the default), whatever the machine has. Returns (rank, world size)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if device is not None and device.type == "cuda":
+            torch.cuda.set_device(device)
+            dist.init_process_group("nccl")
+        else:
+            dist.init_process_group("gloo")
     return world()
+
+
+def collective_device() -> torch.device:
+    """Where tensors of the process group's collectives must lie: this process's GPU under
+    NCCL, else the CPU."""
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def leave(together: bool = False) -> None:
@@ -86,6 +99,7 @@ class Sharded(ClientSimulator):
                 )
             ],
             dtype=torch.long,
+            device=collective_device(),
         )
         dist.all_reduce(table)
         for i, row in enumerate(table.tolist()):

@@ -88,8 +88,10 @@ def layer_masks(
 
 
 def prefix_channels(layer: ChannelLayer, x: Params, y: Params, keep: int) -> torch.Tensor:
-    """Channels 0 .. keep - 1 (HeteroFL's static sub-models)."""
-    return torch.arange(keep)
+    """Channels 0 .. keep - 1 (HeteroFL's static sub-models), on the CPU: rules that read no
+    parameter values make their indices there (also for shape-only ``meta`` parameters);
+    masks move indices to the parameters' device where they are used."""
+    return torch.arange(keep, device="cpu")
 
 
 def largest_channels(order: int) -> ChannelChooser:
@@ -195,7 +197,9 @@ class ImportanceSegments(ChannelImportance):
             def choose(layer: ChannelLayer, x: Params, y: Params, keep: int) -> torch.Tensor:
                 segments = math.ceil(layer.size / keep)
                 segment = segment_of(rank, round, colours[layer.name], segments)
-                return orders[layer.name][(segment * keep + torch.arange(keep)) % layer.size]
+                order = orders[layer.name]
+                shifted = segment * keep + torch.arange(keep, device=order.device)
+                return order[shifted % layer.size]
 
             return layer_masks(layers, x, y, capacity, choose, sides)
 
@@ -251,7 +255,8 @@ class FixedSegments(MaskPolicy):
             kept = []
             for layer in layers.layers:
                 cut = (layer.size + 1) // 2
-                half = torch.arange(cut, layer.size) if second else torch.arange(cut)
+                start, stop = (cut, layer.size) if second else (0, cut)
+                half = torch.arange(start, stop, device="cpu")  # as prefix_channels
                 kept.append(half if "x" in layer.sides else None)
             halves.append(ClientMasks(*layers.masks(x, y, kept)))
         return [halves[i >= clients - self.coverage] for i in range(clients)]

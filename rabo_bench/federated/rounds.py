@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from rabo_bench.federated.aggregation import coverage
 from rabo_bench.federated.clients import ClientSimulator, SequentialClients
 from rabo_bench.federated.context import CostLedger, RoundContext, derive_generator
-from rabo_bench.federated.distributed import sharded, world
+from rabo_bench.federated.distributed import collective_device, sharded, world
 from rabo_bench.federated.vectorised import VectorisedClients
 from rabo_bench.hypergrad import OracleCounter
 from rabo_bench.params import Params
@@ -105,7 +105,7 @@ def _summed_over_ranks(count: int) -> int:
     """``count`` summed over the ranks of the process group (itself without one)."""
     if world()[1] == 1:
         return int(count)
-    total = torch.tensor([int(count)], dtype=torch.long)
+    total = torch.tensor([int(count)], dtype=torch.long, device=collective_device())
     dist.all_reduce(total)
     return int(total.item())
 

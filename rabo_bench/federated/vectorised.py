@@ -65,7 +65,7 @@ def _index_params(params: Params) -> Params:
     gives the flat indices of its sub-model coordinates in the sequential simulator's order."""
     out, start = {}, 0
     for name, t in params.items():
-        out[name] = torch.arange(start, start + t.numel()).reshape(t.shape)
+        out[name] = torch.arange(start, start + t.numel(), device=t.device).reshape(t.shape)
         start += t.numel()
     return out
 
@@ -102,7 +102,8 @@ class StackedObjective(LocalObjective):
         if threshold is not None:  # FIARSE's masked forward, as ElementMask.embed applies it
             sub = surrogate_weights(sub, threshold)
         layout = self._full[side]
-        flat = torch.zeros(layout.numel, dtype=sub.dtype).scatter(0, self._indices[side], sub)
+        flat = torch.zeros(layout.numel, dtype=sub.dtype, device=sub.device)
+        flat = flat.scatter(0, self._indices[side], sub)
         return layout.unflatten(flat)
 
     def unpack_x(self, x_sub: torch.Tensor) -> Params:
@@ -135,6 +136,7 @@ def groups_of(problem, masks, x: Params, y: Params, clients: Sequence[int]) -> l
     """The clients grouped by sub-model sizes; the flat indices are packed once per distinct
     mask object (policies share one object among clients of equal capacity)."""
     index_x, index_y = _index_params(x), _index_params(y)
+    device = next(iter(x.values())).device
     members: dict[tuple, list[int]] = {}
     packed: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     for i in clients:
@@ -147,7 +149,10 @@ def groups_of(problem, masks, x: Params, y: Params, clients: Sequence[int]) -> l
     groups = []
     for (_, _, thresholds), ids in members.items():
         stacked = {
-            side: {name: torch.stack([held(masks[i], side)[name] for i in ids]) for name in x_or_y}
+            side: {
+                name: torch.stack([held(masks[i], side, device)[name] for i in ids])
+                for name in x_or_y
+            }
             for side, x_or_y in (("x", x), ("y", y))
         }
         indices = tuple(torch.stack([packed[id(masks[i])][side] for i in ids]) for side in (0, 1))
@@ -172,6 +177,7 @@ class VectorisedClients(ClientSimulator):
 
     def run(self, phase, fn, clients) -> dict[str, MaskedSum]:
         ctx, x, y = phase.ctx, phase.x, phase.y
+        device = next(iter(x.values())).device  # the data's: client indices pick rows of it
         sums: dict[str, MaskedSum] = {}
         for group in self._groups(phase, clients):
             generators = tuple(phase.streams[i] for i in group.clients)
@@ -192,7 +198,9 @@ class VectorisedClients(ClientSimulator):
             # the only random calls are the explicit per-client draws above, made on unbatched
             # tensors; "same" merely allows them (vmap refuses random calls by default)
             uploads = vmap(client, randomness="same")(
-                torch.tensor(group.clients), torch.arange(size), *group.indices
+                torch.tensor(group.clients, device=device),
+                torch.arange(size, device=device),
+                *group.indices,
             )
             views[0].book(ctx.ledger, group.clients)
             for key, update in uploads.items():

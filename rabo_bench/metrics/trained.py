@@ -49,11 +49,15 @@ def submodel_accuracy(problem: BilevelProblem, x: Params, y: Params, masks: Sequ
 
 
 class TrainedCoordinates:
-    """The union over rounds of the coordinates some client held (see the module docstring)."""
+    """The union over rounds of the coordinates some client held (see the module docstring),
+    kept on the CPU whatever the parameters' device."""
 
     def __init__(self, x: Params, y: Params) -> None:
         self.held = {
-            side: {name: torch.zeros(t.shape, dtype=torch.bool) for name, t in params.items()}
+            side: {
+                name: torch.zeros(t.shape, dtype=torch.bool, device="cpu")
+                for name, t in params.items()
+            }
             for side, params in (("x", x), ("y", y))
         }
 
@@ -65,7 +69,7 @@ class TrainedCoordinates:
                 if id(mask) in seen:
                     continue
                 seen.add(id(mask))
-                for name, dense in mask.dense().items():
+                for name, dense in mask.dense("cpu").items():
                     self.held[side][name] |= dense
 
     def untrained_fraction(self) -> float:

@@ -41,6 +41,7 @@ from typing import Literal
 import torch
 from torch.nn import functional as F
 
+from rabo_bench.models.compute import Compute
 from rabo_bench.params import Params
 from rabo_bench.submodel.channels import ChannelLayer, Member, kept_rows
 
@@ -48,6 +49,7 @@ Kind = Literal["conv4", "resnet12", "resnet_cifar"]
 _KINDS = ("conv4", "resnet12", "resnet_cifar")
 _NORM_EPS = 1e-5
 _LEAKY_SLOPE = 0.1  # ResNet-12 (MetaOptNet / learn2learn)
+_FP32_CPU = Compute()
 
 
 @dataclass(frozen=True)
@@ -214,30 +216,57 @@ def channel_layers(
 def init_head(
     spec: NetSpec, classes: int, rng: torch.Generator, dtype: torch.dtype, name: str
 ) -> Params:
-    """A linear head on the features: ``name.weight`` [classes, d] uniform in +-1/sqrt(d)
-    (PyTorch's default for nn.Linear) drawn from ``rng``, ``name.bias`` zero."""
-    d = feature_dim(spec)
-    weight = (torch.rand(classes, d, generator=rng, dtype=dtype) * 2 - 1) * (1.0 / math.sqrt(d))
-    return {f"{name}.weight": weight, f"{name}.bias": torch.zeros(classes, dtype=dtype)}
+    """A linear head on the features, on ``rng``'s device: ``name.weight`` [classes, d] uniform
+    in +-1/sqrt(d) (PyTorch's default for nn.Linear) drawn from ``rng``, ``name.bias`` zero."""
+    d, device = feature_dim(spec), rng.device
+    uniform = torch.rand(classes, d, generator=rng, dtype=dtype, device=device)
+    bias = torch.zeros(classes, dtype=dtype, device=device)
+    return {f"{name}.weight": (uniform * 2 - 1) * (1.0 / math.sqrt(d)), f"{name}.bias": bias}
 
 
-def head_logits(spec: NetSpec, body: Params, head: Params, images: torch.Tensor, name: str):
-    """Logits of the head ``name`` (in ``head``) on the features of ``images`` (``body``)."""
-    return forward(spec, body, images) @ head[f"{name}.weight"].T + head[f"{name}.bias"]
+def head_logits(
+    spec: NetSpec,
+    body: Params,
+    head: Params,
+    images: torch.Tensor,
+    name: str,
+    compute: Compute | None = None,
+):
+    """Logits of the head ``name`` (in ``head``) on the features of ``images`` (``body``); the
+    head computes in the parameters' precision."""
+    features = forward(spec, body, images, compute)
+    return features @ head[f"{name}.weight"].T + head[f"{name}.bias"]
 
 
 def _unit(params: Params, prefix: str, h: torch.Tensor, stride: int = 1) -> torch.Tensor:
     """conv (padding k // 2) then batch-statistics BatchNorm, at whatever widths ``params``
-    have."""
+    have. The normalisation runs in the parameters' dtype (a no-op cast unless autocast made
+    the convolution bfloat16: its statistics then stay float32, and under vmap a bfloat16
+    batch norm's backward refuses the float32 scale)."""
     weight = params[f"{prefix}.conv.weight"]
     h = F.conv2d(h, weight, stride=stride, padding=weight.shape[-1] // 2)
     scale, shift = params[f"{prefix}.norm.weight"], params[f"{prefix}.norm.bias"]
-    return F.batch_norm(h, None, None, scale, shift, training=True, eps=_NORM_EPS)
+    return F.batch_norm(h.to(scale.dtype), None, None, scale, shift, training=True, eps=_NORM_EPS)
 
 
-def forward(spec: NetSpec, params: Params, images: torch.Tensor) -> torch.Tensor:
+def forward(
+    spec: NetSpec, params: Params, images: torch.Tensor, compute: Compute | None = None
+) -> torch.Tensor:
     """Features [B, C_last'] of ``images`` [B, in_channels, H, W], where C_last' is the width of
-    ``params`` (full or extracted sub-model): the network, then global average pooling."""
+    ``params`` (full or extracted sub-model): the network, then global average pooling. With
+    ``compute``, in its precision (a bf16 forward hands back features in the images' dtype)
+    and memory format: channels-last gives the images NHWC strides, so the convolutions run
+    NHWC (their outputs follow their inputs' format; the weights stay as they are, since
+    they may be batched by vmap, where a channels-last copy is not implemented)."""
+    compute = compute or _FP32_CPU
+    if compute.channels_last:  # empty_like: NHWC strides even for one channel (Omniglot)
+        images = torch.empty_like(images, memory_format=torch.channels_last).copy_(images)
+    with compute.autocast():
+        features = _features(spec, params, images)
+    return features.to(images.dtype)
+
+
+def _features(spec: NetSpec, params: Params, images: torch.Tensor) -> torch.Tensor:
     h = images
     if spec.kind == "conv4":
         for i in range(len(spec.channels)):

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from rabo_bench.models.compute import FULL_PRECISION, Compute
 from rabo_bench.params import Params
 from rabo_bench.submodel.channels import ChannelLayers
 
@@ -64,6 +65,38 @@ class BilevelProblem(ABC):
     # own inner solution y_t*(x) = argmin_y g(x, y; task's lower data), warm-started from the
     # shared y, and f is evaluated on the same task's upper data (see ``sample_tasks``)
     per_task_inner: bool = False
+    # True when ``place`` can move the data to any device (then parameters, batches and
+    # evaluation follow it); False: the problem computes on the CPU only
+    movable: bool = False
+    precisions: tuple[str, ...] = (FULL_PRECISION,)  # what ``place`` accepts (models.compute)
+    compute: Compute = Compute()  # where and how it computes (set by ``place``)
+
+    @classmethod
+    def unsupported(cls, precision: str, device: torch.device | None = None) -> str | None:
+        """Why the problem cannot compute in ``precision`` (on ``device``, if given), or None."""
+        if precision not in cls.precisions:
+            return (
+                f"precision {precision}: problem {cls.__name__} computes in "
+                f"{str(cls.dtype).removeprefix('torch.')} and supports {', '.join(cls.precisions)}"
+                " only"
+            )
+        if device is None:
+            return None
+        if device.type != "cpu" and not cls.movable:
+            return f"device {device}: problem {cls.__name__} runs on the CPU only"
+        if precision == "tf32" and device.type != "cuda":
+            return f"precision tf32 is a CUDA tensor-core mode; this run's device is {device}"
+        return None
+
+    def place(self, compute: Compute) -> None:
+        """Compute as ``compute`` says from now on: a movable problem moves its data to the
+        device once (and overrides this to do so); parameters from :meth:`init_params`,
+        batches and evaluation are then on it, the networks' forward pass in its precision.
+        Raises ValueError (one line) for what the problem does not support."""
+        why = self.unsupported(compute.precision, compute.device)
+        if why is not None:
+            raise ValueError(why)
+        self.compute = compute
 
     def channel_layers(self, x: Params, y: Params) -> ChannelLayers:
         """Which tensor dimensions share a channel (see :mod:`rabo_bench.submodel.channels`);

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 from rabo_bench.data.episodes import Episode, sample_episode, shard_classes
 from rabo_bench.data.omniglot import ARCHIVES, load_omniglot
+from rabo_bench.models.compute import PRECISIONS, Compute
 from rabo_bench.models.networks import (
     NetSpec,
     conv4,
@@ -57,7 +58,7 @@ from rabo_bench.models.networks import (
     resnet12,
 )
 from rabo_bench.models.networks import channel_layers as net_layers
-from rabo_bench.params import Params
+from rabo_bench.params import Params, on_device
 from rabo_bench.problems.base import BilevelProblem
 from rabo_bench.problems.ranges import COUNT, POSITIVE, SEED, Checked, OneOf, Range, setting
 from rabo_bench.problems.registry import register_problem
@@ -100,6 +101,8 @@ class FewShotProblem(BilevelProblem):
     dtype = torch.float32
     physical_submodels = True
     reports_accuracy = True
+    movable = True
+    precisions = PRECISIONS
 
     def __init__(self, config: FewShotConfig) -> None:
         self.config = config
@@ -118,11 +121,21 @@ class FewShotProblem(BilevelProblem):
         if min(len(s) for s in self.shards) < config.ways:
             raise ValueError(f"a client shard has fewer than ways = {config.ways} characters")
 
+    def place(self, compute: Compute) -> None:
+        """The images on ``compute.device`` (the character shards, index sets that sampling
+        reads, stay on the CPU; episodes are cut from the images where they lie)."""
+        super().place(compute)
+        self._train, self._test = self._train.to(compute.device), self._test.to(compute.device)
+        self.__dict__.pop("_test_plan", None)  # episodes cut from the images before the move
+
     # -- parameters and structure ---------------------------------------------------------
     def init_params(self, rng: torch.Generator) -> tuple[Params, Params]:
+        """Drawn from ``rng`` (a CPU generator: the same values on every device), then moved
+        to the problem's device."""
         x = init(self.config.net, rng, self.dtype)
         classes = self.config.ways if self.per_task_inner else self._train.shape[0]
-        return x, init_head(self.config.net, classes, rng, self.dtype, "head")
+        y = init_head(self.config.net, classes, rng, self.dtype, "head")
+        return on_device(x, self.compute.device), on_device(y, self.compute.device)
 
     def channel_layers(self, x: Params, y: Params) -> ChannelLayers:
         readers = (("y", "head.weight", 1),)
@@ -169,7 +182,7 @@ class FewShotProblem(BilevelProblem):
 
     # -- losses ---------------------------------------------------------------------------
     def _logits(self, x: Params, y: Params, images: torch.Tensor) -> torch.Tensor:
-        return head_logits(self.config.net, x, y, images, "head")
+        return head_logits(self.config.net, x, y, images, "head", self.compute)
 
     def _ridge(self, y: Params) -> torch.Tensor:
         return 0.5 * self.config.reg * sum(t.pow(2).sum() for t in y.values())
@@ -199,17 +212,17 @@ class FewShotProblem(BilevelProblem):
 
     def _prototypical(self, x: Params, episode: Episode) -> torch.Tensor:
         net, ways = self.config.net, self.config.ways
-        support = forward(net, x, episode.support)
+        support = forward(net, x, episode.support, self.compute)
         labels = episode.support_labels
         prototypes = torch.stack([support[labels == k].mean(0) for k in range(ways)])
-        logits = -torch.cdist(forward(net, x, episode.query), prototypes).pow(2)
+        logits = -torch.cdist(forward(net, x, episode.query, self.compute), prototypes).pow(2)
         return F.cross_entropy(logits, episode.query_labels)
 
     # -- evaluation -----------------------------------------------------------------------
     @cached_property
     def _test_plan(self) -> list[Episode]:
         rng = torch.Generator().manual_seed(self.config.seed + 1)
-        classes = torch.arange(self._test.shape[0])
+        classes = torch.arange(self._test.shape[0], device="cpu")  # read by the CPU sampler
         c = self.config
         return [
             sample_episode(self._test, classes, c.ways, c.shots, 20 - c.shots, rng)
@@ -245,7 +258,7 @@ class FewShotProblem(BilevelProblem):
     def _features(self, x: Params, images: torch.Tensor) -> torch.Tensor:
         """Unit-norm features of a [tasks, n, 1, H, W] stack -> [tasks, n, d]."""
         tasks, n = images.shape[:2]
-        flat = forward(self.config.net, x, images.flatten(0, 1))
+        flat = forward(self.config.net, x, images.flatten(0, 1), self.compute)
         return F.normalize(flat, dim=-1).view(tasks, n, -1)
 
     def _fit_heads(self, features: torch.Tensor, labels: torch.Tensor):
@@ -253,8 +266,8 @@ class FewShotProblem(BilevelProblem):
         step 1 / (1/2 + reg) (the loss is (1/2 + reg)-smooth on unit-norm features)."""
         tasks, _, d = features.shape
         ways, reg = self.config.ways, self.config.reg
-        weight = torch.zeros(tasks, ways, d, dtype=features.dtype)
-        bias = torch.zeros(tasks, ways, dtype=features.dtype)
+        weight = torch.zeros(tasks, ways, d, dtype=features.dtype, device=features.device)
+        bias = torch.zeros(tasks, ways, dtype=features.dtype, device=features.device)
         onehot = F.one_hot(labels, ways).to(features.dtype)
         lr = 1.0 / (0.5 + reg)
         for _ in range(self.config.eval_steps):

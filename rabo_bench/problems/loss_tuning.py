@@ -36,6 +36,7 @@ from rabo_bench.data.cifar import (
     long_tail_counts,
     long_tail_indices,
 )
+from rabo_bench.models.compute import PRECISIONS, Compute
 from rabo_bench.models.networks import (
     NetSpec,
     head_logits,
@@ -45,7 +46,7 @@ from rabo_bench.models.networks import (
     resnet_cifar,
 )
 from rabo_bench.models.networks import channel_layers as net_layers
-from rabo_bench.params import Params
+from rabo_bench.params import Params, on_device
 from rabo_bench.problems.base import BilevelProblem
 from rabo_bench.problems.ranges import COUNT, NON_NEGATIVE, SEED, Checked, OneOf, Range, setting
 from rabo_bench.problems.registry import register_problem
@@ -82,6 +83,8 @@ class LossTuningProblem(BilevelProblem):
     dtype = torch.float32
     physical_submodels = True
     reports_accuracy = True
+    movable = True
+    precisions = PRECISIONS
 
     def __init__(self, config: LossTuningConfig) -> None:
         self.config = config
@@ -105,14 +108,26 @@ class LossTuningProblem(BilevelProblem):
         self.balanced_weights = inverse / inverse.mean()
         self.counts = counts
 
+    def place(self, compute: Compute) -> None:
+        """Images, labels and the class weights on ``compute.device`` (the clients' splits and
+        the test order, index sets that sampling reads, stay on the CPU)."""
+        super().place(compute)
+        device = compute.device
+        self._images, self._labels = self._images.to(device), self._labels.to(device)
+        self._test_images = self._test_images.to(device)
+        self._test_labels = self._test_labels.to(device)
+        self.balanced_weights = self.balanced_weights.to(device)
+
     def init_params(self, rng: torch.Generator) -> tuple[Params, Params]:
-        zeros = torch.zeros(CLASSES, dtype=self.dtype)
+        """On the problem's device; the network drawn from ``rng`` (a CPU generator: the same
+        values on every device), then moved there."""
+        zeros = torch.zeros(CLASSES, dtype=self.dtype, device=self.compute.device)
         x = {"d": zeros.clone(), "iota": zeros.clone()}
         if self.config.tune_weights:
             x["w"] = zeros.clone()
         y = init(self.config.net, rng, self.dtype)
         y.update(init_head(self.config.net, CLASSES, rng, self.dtype, "fc"))
-        return x, y
+        return x, on_device(y, self.compute.device)
 
     def channel_layers(self, x: Params, y: Params) -> ChannelLayers:
         readers = (("y", "fc.weight", 1),)
@@ -135,7 +150,7 @@ class LossTuningProblem(BilevelProblem):
 
     # -- losses ---------------------------------------------------------------------------
     def _logits(self, y: Params, images: torch.Tensor) -> torch.Tensor:
-        return head_logits(self.config.net, y, y, images, "fc")
+        return head_logits(self.config.net, y, y, images, "fc", self.compute)
 
     def lower_loss(self, client, x, y, batch):
         images, labels = batch

@@ -68,10 +68,10 @@ class StructuredMask:
 
     index: Mapping[str, Index]
     shapes: Mapping[str, torch.Size]
-    # dense() on the CPU, computed on first use: a mask is immutable, and one mask object is
+    # dense() per device, computed on first use: a mask is immutable, and one mask object is
     # shared by every client of a capacity, read by the engine, coverage and aggregation
-    _dense: Mapping[str, torch.Tensor] | None = field(
-        default=None, init=False, repr=False, compare=False
+    _dense: dict[torch.device, Mapping[str, torch.Tensor]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
@@ -113,16 +113,15 @@ class StructuredMask:
             index[name] = (idx, *index[name][1:])
         return cls(index, full)
 
-    def dense(self, device: torch.device | str | None = None) -> Mapping[str, torch.Tensor]:
-        """Elementwise truth: a bool tensor per parameter, the outer product of the selections
-        (read-only; computed once per mask for the default device)."""
-        if device is not None:
-            return self._held(device)
-        if self._dense is None:
-            object.__setattr__(self, "_dense", MappingProxyType(self._held(None)))
-        return self._dense
+    def dense(self, device: torch.device | str = "cpu") -> Mapping[str, torch.Tensor]:
+        """Elementwise truth on ``device``: a bool tensor per parameter, the outer product of
+        the selections (read-only; computed once per mask and device)."""
+        device = torch.device(device)
+        if device not in self._dense:
+            self._dense[device] = MappingProxyType(self._held(device))
+        return self._dense[device]
 
-    def _held(self, device: torch.device | str | None) -> dict[str, torch.Tensor]:
+    def _held(self, device: torch.device) -> dict[str, torch.Tensor]:
         out = {}
         for name, shape in self.shapes.items():
             held = torch.ones(shape, dtype=torch.bool, device=device)

@@ -7,8 +7,12 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import rabo_bench
+
+if TYPE_CHECKING:
+    import torch
 
 PACKAGES = ("numpy", "scipy", "mlflow")  # and torch, with its build (e.g. 2.14.1+cu130)
 
@@ -34,17 +38,17 @@ def git_commit(where: Path | None = None) -> str:
     return commit + ("-dirty" if dirty else "")
 
 
-def device() -> str:
-    """The machine's accelerator if torch sees one, else the CPU."""
+def device(where: torch.device) -> str:
+    """The device the runs compute on (not whatever accelerator the machine has)."""
     import torch
 
-    if torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(0)}"
+    if where.type == "cuda":
+        return f"{where}: {torch.cuda.get_device_name(where)}"
     return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
-def command_tags(command: str, preset: str | None) -> dict[str, str]:
-    """Tags for every run of one command."""
+def command_tags(command: str, preset: str | None, where: torch.device) -> dict[str, str]:
+    """Tags for every run of one command whose runs compute on ``where``."""
     import torch
 
     versions = {"rabo_bench": rabo_bench.__version__, "python": platform.python_version()}
@@ -58,6 +62,6 @@ def command_tags(command: str, preset: str | None) -> dict[str, str]:
         "rabo_bench.command": command,
         "rabo_bench.preset": preset or "",
         "rabo_bench.git_commit": git_commit(),
-        "rabo_bench.device": device(),
+        "rabo_bench.device": device(where),
         **{f"rabo_bench.version.{name}": v for name, v in versions.items()},
     }

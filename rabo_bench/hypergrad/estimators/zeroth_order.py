@@ -38,6 +38,7 @@ def _directional_estimate(
     chunk_size: int | None,
 ) -> torch.Tensor:
     """h = grad_x f + scale * directions^T (Delta grad_y f), Delta's rows the delta_u above."""
+    directions = directions.to(x.device)  # drawn on the CPU, the random generators' device
     obj = oracles.objective
     batches = [obj.sample_g(rng) for _ in range(steps)]
     y_base = oracles.inner_steps_uncounted(x, y, lr, batches)
@@ -79,7 +80,7 @@ class CoordinateFD(HypergradientEstimator):
     def __call__(self, oracles: Oracles, x, y, rng: torch.Generator) -> torch.Tensor:
         d = x.numel()
         if self.coordinates is None or self.coordinates >= d:
-            chosen, scale = torch.arange(d), 1.0
+            chosen, scale = torch.arange(d, device=x.device), 1.0
         else:
             chosen = draw(rng, lambda g: torch.randperm(d, generator=g))[: self.coordinates]
             scale = d / self.coordinates
