@@ -11,6 +11,7 @@ i.e. the expectation f_i, g_i themselves. Algorithms never know which problem th
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -169,3 +170,12 @@ class BilevelProblem(ABC):
     def hypergradient(self, x: Params) -> Params:
         """grad F(x) (SPEC eq. 9)."""
         raise ClosedFormUnavailable(f"{type(self).__name__} has no closed-form grad F(x)")
+
+
+def with_curve_accuracy(final: dict, curve: dict) -> dict:
+    """``final`` (metrics on the whole test set) with ``curve``'s accuracy (the curve's test
+    subset, where every intermediate point is measured) at the same iterate in its details as
+    ``curve_accuracy``: a curve's change up to its last round then compares like with like
+    (``report.claims.plateau_table``)."""
+    details = json.loads(final.get("details") or "{}")
+    return {**final, "details": json.dumps({**details, "curve_accuracy": curve["accuracy"]})}

@@ -59,7 +59,7 @@ from rabo_bench.models.networks import (
 )
 from rabo_bench.models.networks import channel_layers as net_layers
 from rabo_bench.params import Params, on_device
-from rabo_bench.problems.base import BilevelProblem
+from rabo_bench.problems.base import BilevelProblem, with_curve_accuracy
 from rabo_bench.problems.ranges import COUNT, POSITIVE, SEED, Checked, OneOf, Range, setting
 from rabo_bench.problems.registry import register_problem
 from rabo_bench.submodel.channels import ChannelLayers
@@ -233,7 +233,8 @@ class FewShotProblem(BilevelProblem):
         return self._accuracy(x, self._test_plan[: self.config.curve_tasks])
 
     def evaluate_final(self, x: Params, y: Params) -> dict:
-        return self._accuracy(x, self._test_plan)
+        """All test episodes, with the curve episodes' accuracy in the details."""
+        return with_curve_accuracy(self._accuracy(x, self._test_plan), self.evaluate(x, y))
 
     @torch.no_grad()
     def _accuracy(self, x: Params, episodes: list[Episode]) -> dict:

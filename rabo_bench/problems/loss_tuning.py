@@ -47,7 +47,7 @@ from rabo_bench.models.networks import (
 )
 from rabo_bench.models.networks import channel_layers as net_layers
 from rabo_bench.params import Params, on_device
-from rabo_bench.problems.base import BilevelProblem
+from rabo_bench.problems.base import BilevelProblem, with_curve_accuracy
 from rabo_bench.problems.ranges import COUNT, NON_NEGATIVE, SEED, Checked, OneOf, Range, setting
 from rabo_bench.problems.registry import register_problem
 from rabo_bench.submodel.channels import ChannelLayers
@@ -173,7 +173,8 @@ class LossTuningProblem(BilevelProblem):
         return self._accuracy(x, y, self.curve_subset)
 
     def evaluate_final(self, x: Params, y: Params) -> dict:
-        return self._accuracy(x, y, self.test_order)
+        """All test images, with the curve subset's accuracy in the details."""
+        return with_curve_accuracy(self._accuracy(x, y, self.test_order), self.evaluate(x, y))
 
     @torch.no_grad()
     def _accuracy(self, x: Params, y: Params, subset: torch.Tensor) -> dict:

@@ -10,6 +10,7 @@ interval to exclude 0 ("holds" / "reversed"); otherwise it is "not resolved".
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -144,14 +145,21 @@ def plateau_table(results: pd.DataFrame) -> list[str]:
     """Has each curve flattened? Per (setting, algorithm): the change of the mean accuracy over
     the seeds across the last fifth of the rounds (from the first evaluated round at or after
     0.8 Q, else the last one before Q, to Q), against the 95% CI over the seeds at Q (issue 14:
-    "flat" when within it)."""
+    "flat" when within it). Like with like: the intermediate points are measured on the curve's
+    test subset, so the value at Q is the same subset's (``curve_accuracy`` in the final
+    details); runs that predate it fall back to the whole test set, marked with a dagger."""
     lines = [
         "| setting | method | rounds | change over the last fifth (points) | 95% CI at Q | flat? |",
         "| --- | --- | --- | ---: | ---: | --- |",
     ]
+    mixed = False
     for (setting, algorithm), rows in results.groupby(["setting", "algorithm"], sort=False):
         acc = 100 * rows.pivot_table(index="round", columns="seed", values="accuracy")
         last = int(acc.index.max())
+        curve = _curve_accuracy(rows[rows["round"] == last])
+        if curve is not None:
+            acc.loc[last] = 100 * curve
+        mixed |= curve is None
         earlier = acc.index[acc.index < last]
         late = earlier[earlier >= 0.8 * last]
         start = int(late.min() if len(late) else earlier.max())
@@ -159,7 +167,30 @@ def plateau_table(results: pd.DataFrame) -> list[str]:
         spread = acc.loc[last].dropna()
         half = float(ci95(spread.std(ddof=1), len(spread))) if len(spread) > 1 else math.nan
         flat = "n/a (one seed)" if math.isnan(half) else ("yes" if abs(change) <= half else "no")
+        mark = "" if curve is not None else " †"
         lines.append(
-            f"| {setting} | {algorithm} | {start} -> {last} | {change:+.2f} | {half:.2f} | {flat} |"
+            f"| {setting} | {algorithm} | {start} -> {last}{mark} | {change:+.2f} | {half:.2f} "
+            f"| {flat} |"
         )
+    if mixed:
+        lines += [
+            "",
+            "† At Q the whole test set, before it the curve's subset (these runs predate "
+            "`curve_accuracy`): the change mixes two test sets, so it carries the subset's "
+            "sampling error as well.",
+        ]
     return lines
+
+
+def _curve_accuracy(last: pd.DataFrame) -> pd.Series | None:
+    """Per seed, the accuracy on the curve's test subset at the last round, when every seed's
+    final details record it (``problems.base.with_curve_accuracy``)."""
+    if "details" not in last:
+        return None
+    values = {}
+    for seed, text in zip(last["seed"], last["details"], strict=True):
+        value = json.loads(text).get("curve_accuracy") if isinstance(text, str) and text else None
+        if value is None:
+            return None
+        values[seed] = value
+    return pd.Series(values)

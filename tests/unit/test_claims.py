@@ -3,6 +3,7 @@ whose answers are known (Student-t quantiles from scipy)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -33,11 +34,29 @@ def test_plateau_compares_the_last_fifth_with_the_seed_interval():
         for q, acc in ((0, 0.4), (40, 0.6), (50, late), (60, last)):
             rows.append({"setting": "s", "algorithm": "rabo", "seed": seed, "round": q,
                          "accuracy": acc})  # fmt: skip
-    line = plateau_table(pd.DataFrame(rows))[-1]
+    line = plateau_table(pd.DataFrame(rows))[2]
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[2] == "50 -> 60"  # the first evaluated round at or after 0.8 Q
+    assert cells[2] == "50 -> 60 †"  # the first evaluated round at or after 0.8 Q
     assert float(cells[3]) == pytest.approx(0.0, abs=1e-9)  # +1, 0, -1 points: mean 0
     assert cells[5] == "yes"
+
+
+def test_plateau_reads_the_last_round_on_the_curves_test_subset():
+    """The final row's accuracy is on the whole test set, the earlier ones on the curve's
+    subset: the change to Q uses the subset's value at Q (``curve_accuracy``) when recorded."""
+    rows = []
+    for seed, (late, whole, subset) in enumerate([(0.70, 0.80, 0.71), (0.72, 0.82, 0.72)]):
+        for q, acc, details in ((0, 0.4, ""), (50, late, ""), (60, whole, subset)):
+            text = json.dumps({"curve_accuracy": details}) if details else ""
+            rows.append({"setting": "s", "algorithm": "rabo", "seed": seed, "round": q,
+                         "accuracy": acc, "details": text})  # fmt: skip
+    table = plateau_table(pd.DataFrame(rows))
+    cells = [c.strip() for c in table[-1].strip("|").split("|")]
+    assert cells[2] == "50 -> 60" and float(cells[3]) == pytest.approx(0.5)  # +1, 0 points
+    older = pd.DataFrame(rows).assign(details="")  # runs made before curve_accuracy existed
+    table = plateau_table(older)
+    assert table[2].split("|")[3].strip() == "50 -> 60 †"
+    assert float(table[2].split("|")[4]) == pytest.approx(10.0) and table[-1].startswith("†")
 
 
 def test_cifar_claims_pair_each_seed_with_the_mean_of_the_four_sub_model_baselines():
