@@ -60,14 +60,19 @@ def _on_signal(number: int, _frame: FrameType | None) -> None:
 
 @contextmanager
 def handled() -> Iterator[None]:
-    """Within: SIGINT and SIGTERM stop this process at the end of the current round. The
-    previous handlers come back on exit."""
+    """Within: SIGINT and SIGTERM stop this process at the end of the current round, and the
+    :class:`Interrupted` that leaves names the signal this process received (its workers were
+    passed SIGTERM). The previous handlers come back on exit."""
     previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     _state["signal"] = 0
     for number in previous:
         signal.signal(number, _on_signal)
     try:
         yield
+    except Interrupted as stop:  # a worker reports the SIGTERM it was passed: name ours
+        if _state["signal"] and stop.signum != _state["signal"]:
+            raise Interrupted(_state["signal"]) from None
+        raise
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.cli import run_cli
 
 ROUNDS = 10**6  # far more than a test waits for: only a signal ends these runs
@@ -57,9 +59,11 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_with_one_line(tmp_path, capsys):
     assert code == 0 and re.search(r"resume from round [1-9]\d*", stdout), stdout
 
 
-def test_sigterm_stops_every_worker_with_a_checkpoint(tmp_path):
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=lambda n: n.name)
+def test_a_signal_stops_every_worker_with_a_checkpoint(tmp_path, number):
     """Both workers checkpoint every round here, so that the test knows when both are in their
-    round loops; the signal must then end them both and the parent, leaving no process."""
+    round loops; the signal must then end them both and the parent, leaving no process. The
+    parent passes SIGTERM on to its workers, and still names (and exits by) its own signal."""
     out = tmp_path / "out"
     process, log = _start(out, "--seeds", "2", "--jobs", "2", "--checkpoint-every", "1")
     checkpoints = out / "checkpoints"
@@ -67,9 +71,9 @@ def test_sigterm_stops_every_worker_with_a_checkpoint(tmp_path):
     found = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True)
     children = [int(pid) for pid in found.stdout.split()]
     assert len(children) >= 2  # the two workers (and multiprocessing's resource tracker)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 128 + signal.SIGTERM
-    assert _last_line(log).startswith("rabo-bench: stopped by SIGTERM")
+    process.send_signal(number)
+    assert process.wait(timeout=60) == 128 + number
+    assert _last_line(log).startswith(f"rabo-bench: stopped by {number.name}")
     assert "Traceback" not in log.read_text()
     assert len(list(checkpoints.glob("*.pt"))) == 2
     for pid in children:
