@@ -51,3 +51,9 @@ def method_style(name: str) -> MethodStyle:
     colour = EXTRA_COLOURS[code % len(EXTRA_COLOURS)]
     marker = EXTRA_MARKERS[code // len(EXTRA_COLOURS) % len(EXTRA_MARKERS)]
     return MethodStyle(colour, marker, linestyle)
+
+
+def file_metadata(suffix: str) -> dict | None:
+    """What a saved figure file records about itself: no creation date in a PDF, so a figure
+    redrawn from the same results is the same file (a PNG records none)."""
+    return {"CreationDate": None} if suffix == ".pdf" else None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from rabo_bench.algorithms import display_name
-from rabo_bench.algorithms.style import method_style
+from rabo_bench.algorithms.style import file_metadata, method_style
 from rabo_bench.problems.registry import saved_params
 
 
@@ -73,7 +73,7 @@ def save_figure(fig, path: Path) -> list[Path]:
     fig.tight_layout()
     written = [path, path.with_suffix(".pdf")]
     for target in written:
-        fig.savefig(target, dpi=150, bbox_inches="tight")
+        fig.savefig(target, dpi=150, bbox_inches="tight", metadata=file_metadata(target.suffix))
     plt.close(fig)
     return written
 

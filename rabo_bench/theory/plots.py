@@ -19,7 +19,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from rabo_bench.algorithms import display_name
-from rabo_bench.algorithms.style import method_style
+from rabo_bench.algorithms.style import file_metadata, method_style
 from rabo_bench.theory.fit import (
     DESIGN_CARD,
     FACTOR_COLUMNS,
@@ -56,7 +56,13 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
     legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
     for path in paths:
-        fig.savefig(path, dpi=300, bbox_inches="tight", bbox_extra_artists=legends)
+        fig.savefig(
+            path,
+            dpi=300,
+            bbox_inches="tight",
+            bbox_extra_artists=legends,
+            metadata=file_metadata(path.suffix),
+        )
     return paths
 
 

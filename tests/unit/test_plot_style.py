@@ -233,3 +233,18 @@ def test_the_rate_fit_goes_through_the_plotted_geometric_means(tmp_path, monkeyp
     texts = legend_texts(kept["rate_Q"])
     assert "shaded / whiskers: min-max over seeds" in texts
     assert "hatched: slopes at the ends of the fit's 95% CI" in texts
+
+
+def test_a_figure_redrawn_from_the_same_data_is_the_same_file(tmp_path):
+    """No creation date in the PDFs: a report regenerated from unchanged results changes no
+    committed file."""
+    import matplotlib.pyplot as plt
+
+    files = []
+    for name in ("a", "b"):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        files.append(runs.save_figure(fig, tmp_path / f"{name}.png"))
+    for first, second in zip(*files, strict=True):
+        assert first.read_bytes() == second.read_bytes()
+        assert b"CreationDate" not in first.read_bytes()  # (two saves in one second match anyway)
