@@ -30,7 +30,7 @@ EXACT_MAX_DIM = make_estimator("exact").max_dim  # exact refuses larger d by des
 
 @dataclass(frozen=True)
 class Result:
-    test: str  # the test function: test_round, test_estimator, test_cnn_round
+    test: str  # the test function: test_round, test_estimator, test_cnn_round, ...
     median: float  # seconds
     rounds: int
     info: dict[str, Any]  # extra_info: the benchmark's parameters, FLOPs and fraction
@@ -239,6 +239,68 @@ def cnn_section(results: list[Result]) -> list[str]:
     ]
 
 
+def fewshot_section(results: list[Result], where: str) -> list[str]:
+    """The Omniglot round next to the plain PyTorch reference loop (test_fewshot_speed.py)."""
+    rounds = [r for r in results if r.test == "test_fewshot_round"]
+    if not rounds:
+        return [
+            f"## Omniglot round vs a plain PyTorch loop ({where})",
+            "",
+            "Not run (no Omniglot data, or no reference script: tests/benchmarks/"
+            "test_fewshot_speed.py says where it looks).",
+            "",
+        ]
+    rows = []
+    for r in rounds:
+        info = r.info
+        rows.append(
+            [
+                info["size"],
+                info["algorithm"],
+                info["reference_kind"].replace("_", "-"),
+                seconds(info.get("best_s")),
+                seconds(info["reference_s"]),
+                f"{info['ratio']:.2f}" if "ratio" in info else "—",
+                f"{info['flops'] / 1e9:.3g}",
+                f"{info['reference_flops'] / 1e9:.3g}",
+                percent(info.get("flop_fraction")),
+                percent(info["reference_flop_fraction"]),
+            ]
+        )
+    configs = sorted({(r.info["size"], r.info["reference_config"]) for r in rounds})
+    return [
+        f"## Omniglot round vs a plain PyTorch loop ({where})",
+        "",
+        "One global round of Omniglot 5-way 5-shot, 10 clients at capacities 1..1/16, against "
+        "`reference_round.py` (the shared bench script: the same arithmetic without masks, "
+        "registries or counters) run in the same benchmark session with the same "
+        "configuration. RABO's round is set against the reference's bilevel client, Static's "
+        "against its single-level one. Times are the best of the timed calls on both sides; "
+        "ratio = ours / reference. The bilevel work differs by design: RABO solves each "
+        "episode's inner problem twice a round (its inner phase and the re-adaptation before "
+        "the estimate; the reference once), which the GFLOP columns show.",
+        "",
+        *table(
+            [
+                "size",
+                "ours",
+                "reference",
+                "ours (time)",
+                "reference (time)",
+                "ratio",
+                "ours GFLOP",
+                "ref. GFLOP",
+                "ours FLOP frac.",
+                "ref. FLOP frac.",
+            ],
+            rows,
+        ),
+        "",
+        *[f"* `{size}`: `reference_round.py {config}`" for size, config in configs],
+        "",
+    ]
+
+
 def reference_section(results: list[Result]) -> list[str]:
     seen = {}
     for r in results:
@@ -329,6 +391,7 @@ def write(bench: Path, out: Path, gpu: Path | None, wall: float | None, command:
         *estimator_section(results),
         *overhead_section(results),
         *cnn_section(results),
+        *fewshot_section(results, "CPU"),
         *reference_section(results),
     ]
     prov = ["# Provenance", "", *provenance(data, command, wall, "CPU run")]
@@ -338,6 +401,7 @@ def write(bench: Path, out: Path, gpu: Path | None, wall: float | None, command:
         gpu_data, gpu_results = load(gpu)
         model = gpu_data["machine_info"].get("gpu", "GPU")
         body += gpu_section(results, gpu_results, model)
+        body += fewshot_section(gpu_results, model)
         prov += provenance(gpu_data, command, None, f"GPU run ({model})")
         shutil.copyfile(gpu, out / "benchmark-gpu.json")
         written.append(out / "benchmark-gpu.json")

@@ -53,3 +53,25 @@ def test_report_tables_speedup_refusal_and_gpu(tmp_path):
     provenance = (tmp_path / "out" / "PROVENANCE.md").read_text()
     assert "abc123" in provenance and "2.0 min" in provenance and "GPU: Fake GPU 80GB" in provenance
     assert (tmp_path / "out" / "benchmark-gpu.json").is_file()
+
+
+def _fewshot(size: str, algorithm: str, ours: float, reference: float) -> dict:
+    kind = "bilevel" if algorithm == "rabo" else "single_level"
+    info = {"size": size, "algorithm": algorithm, "reference_kind": kind, "best_s": ours}
+    info.update(reference_s=reference, ratio=ours / reference, reference_flops=2e9)
+    info.update(reference_flop_fraction=0.1, reference_config="--net=conv4 --shots=5")
+    return _bench("test_fewshot_round", ours, **info)
+
+
+def test_fewshot_round_next_to_the_reference(tmp_path):
+    cpu = _run(tmp_path / "cpu.json", [_fewshot("cpu", "rabo", 0.6, 0.5)])
+    gpu = _run(
+        tmp_path / "gpu.json", [_fewshot("paper", "static", 0.9, 1.2)], gpu="Fake GPU 80GB"
+    )
+    write(cpu, tmp_path / "out", gpu, wall=None, command="make bench")
+    readme = (tmp_path / "out" / "README.md").read_text()
+    row = "| cpu | rabo | bilevel | 600 ms | 500 ms | 1.20 | 1 | 2 | 5 % | 10 % |"
+    assert "## Omniglot round vs a plain PyTorch loop (CPU)" in readme and row in readme
+    assert "## Omniglot round vs a plain PyTorch loop (Fake GPU 80GB)" in readme
+    assert "| paper | static | single-level | 900 ms | 1.2 s | 0.75 |" in readme
+    assert "* `cpu`: `reference_round.py --net=conv4 --shots=5`" in readme
