@@ -19,6 +19,7 @@ from rabo_bench.theory.fit import (
     to_markdown,
     to_text,
 )
+from rabo_bench.theory.floor import AIC_MARGIN, floor_table
 from rabo_bench.theory.plots import plot_coverage_bars, plot_factor, plot_pareto
 
 NUMERIC = ("seed", "Q", "coverage", "T", "cx_star", "alpha", "beta")
@@ -45,6 +46,29 @@ the power law misfits (curvature, e.g. an error floor at large Q) or the scatter
 log-normal, and the interval is not to be trusted. Blank: undefined (no factor varied, or
 n <= p). The intervals treat runs as independent; seeds share the problem instance.
 """
+
+
+FLOOR = """\
+## The Q sweep with an error floor
+
+Does the decay in Q run into a floor (SPEC Theorem 1's mask-noise and heterogeneity terms)?
+Power law log y = log(c Q^a) against log y = log(c Q^a + b), b >= 0, both least squares in logs
+(rabo_bench/theory/floor.py): exponents with {level:.0%} t-intervals, the floor b with its
+profile-likelihood interval (from 0: the data cannot tell it from no floor), AIC of each;
+"preferred": the floor when it lowers AIC by more than {margin:g}, else the power law.
+"""
+
+
+def _floor_section(rates: pd.DataFrame, level: float) -> list[str]:
+    try:
+        table = floor_table(rates, level)
+    except ValueError as err:  # e.g. a smoke run's two values of Q
+        return [FLOOR.format(level=level, margin=AIC_MARGIN), f"Not fitted: {err}.\n"]
+    if table.empty:
+        return []
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in table.itertuples(index=False)]
+    return [FLOOR.format(level=level, margin=AIC_MARGIN), "\n".join(lines) + "\n"]
 
 
 def read_rates(path: Path) -> pd.DataFrame:
@@ -117,6 +141,7 @@ def write_rate_report(rates: pd.DataFrame, out_dir: Path, level: float = 0.95) -
         "## Joint fit (all runs of an algorithm, base point once)\n",
         to_markdown(joint),
         RESIDUALS,
+        *_floor_section(rates, level),
         "## Figures (PNG + PDF, in plots/)\n",
         figures,
     ]

@@ -246,6 +246,7 @@ def test_fit_rate_writes_tables_and_plots(fit_rate_run):
     assert code == 0
     markdown = (results / "exponents.md").read_text()
     assert "Headline: per-sweep" in markdown and "| rabo      | Q" in markdown
+    assert "## The Q sweep with an error floor" in markdown and "| rabo | " in markdown
     csv = pd.read_csv(results / "exponents.csv")
     assert set(csv["fit"]) == {"per-sweep", "joint"} and list(csv.columns[1:]) == TABLE_COLUMNS
     stems = ["rate_Q", "rate_coverage", "rate_T", "coverage_bars", "pareto_oracle", "pareto_wall"]
