@@ -8,7 +8,8 @@ estimator takes is automatically restricted to the sub-model.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 
@@ -67,9 +68,13 @@ class LocalObjective:
     def _model(self, x_sub: torch.Tensor, y_sub: torch.Tensor) -> tuple[Params, Params]:
         """What the losses are evaluated at: the narrow sub-model itself where the problem
         supports it and the masks are structured (SPEC eq. 4), else x ⊙ m_x, y ⊙ m_y."""
-        if self._physical:
-            return self.x_layout.unflatten(x_sub), self.y_layout.unflatten(y_sub)
-        return self.unpack_x(x_sub), self.unpack_y(y_sub)
+        return self._model_x(x_sub), self._model_y(y_sub)
+
+    def _model_x(self, x_sub: torch.Tensor) -> Params:
+        return self.x_layout.unflatten(x_sub) if self._physical else self.unpack_x(x_sub)
+
+    def _model_y(self, y_sub: torch.Tensor) -> Params:
+        return self.y_layout.unflatten(y_sub) if self._physical else self.unpack_y(y_sub)
 
     def _mean_loss(self, loss, x_sub: torch.Tensor, y_sub: torch.Tensor, batch) -> torch.Tensor:
         x, y = self._model(x_sub, y_sub)
@@ -82,6 +87,30 @@ class LocalObjective:
 
     def g(self, x_sub: torch.Tensor, y_sub: torch.Tensor, batch) -> torch.Tensor:
         return self._mean_loss(self.problem.lower_loss, x_sub, y_sub, batch)
+
+    def lower_in_y(self, x_sub: torch.Tensor, batches: Sequence) -> list[Callable]:
+        """y_sub -> g(x_sub, y_sub; batch) for each of ``batches``, x held at ``x_sub``: the
+        losses of inner steps. Where g is a head on features of x (the problem's
+        ``head_on_features``), the features of each distinct batch (the same batch object) are
+        computed here once and the functions evaluate the head alone; the values are the same
+        (the same ops on the same features), and derivatives in x still flow through the
+        features when ``x_sub`` is traced."""
+        if not self.problem.head_on_features:
+            return [partial(self.g, x_sub, batch=batch) for batch in batches]
+        x, clients = self._model_x(x_sub), self._clients()
+        features: dict[tuple[int, ...], tuple] = {}
+        for batch in batches:  # the list holds the batches, so their ids are unique keys
+            key = tuple(map(id, batch))
+            if key not in features:
+                pairs = zip(clients, batch, strict=True)
+                features[key] = tuple(self.problem.lower_features(i, x, b) for i, b in pairs)
+        return [partial(self._head_loss, features[tuple(map(id, b))]) for b in batches]
+
+    def _head_loss(self, features: tuple, y_sub: torch.Tensor) -> torch.Tensor:
+        """g from the batch's features (one entry per client in view), as ``g`` averages."""
+        y, clients = self._model_y(y_sub), self._clients()
+        pairs = zip(clients, features, strict=True)
+        return sum(self.problem.lower_head_loss(i, y, f) for i, f in pairs) / len(clients)
 
     def task(self, x_sub: torch.Tensor, y_sub: torch.Tensor, batch, loss=TASK_LOSS):
         """A single-level loss (:mod:`rabo_bench.problems.single_level`; by default the

@@ -3,7 +3,7 @@
 Every derivative an estimator uses goes through :class:`Oracles`, which counts it:
 
 * ``grad_f``: one evaluation of (grad_x f, grad_y f) on a batch;
-* ``grad_g``: one evaluation of grad_y g (one inner SGD step costs one);
+* ``grad_g``: one evaluation of grad_y g at a held x (one inner SGD step costs one);
 * ``hvp``: one Hessian-vector product  d^2_yy g · v;
 * ``jvp``: one mixed Jacobian-vector product  d^2_xy g · v  (a vector in x space).
 
@@ -21,6 +21,17 @@ Counted calls run eagerly with ``torch.autograd`` double back-prop (2-4x less ov
 ``torch.func`` transforms, so whole clients can run under ``vmap`` (the vectorised simulator);
 there each product is its own transform (forward and first backward included).
 No matrix is ever formed here.
+
+Inner steps hold x, so where g is a head on features of x (``BilevelProblem.head_on_features``,
+the few-shot problem) they take their losses from ``LocalObjective.lower_in_y``: the features of
+each distinct batch are computed once per run of steps (one backbone forward, without a graph
+for x in the counted steps) and every step evaluates the head alone. One inner step is still
+one counted grad_g, but a grad_g then costs a head forward and backward, plus one feature
+computation per distinct batch of its run of steps (a run of T steps on one support set: one
+backbone forward, not T). The same holds for the uncounted steps that unrolled estimators
+differentiate or ``vmap`` (per perturbed x, in RAFBO's runs); derivatives in x then flow
+through the features once (ITD's per-step hvp and jvp counts keep their meaning: the reverse
+pass through each step).
 """
 
 from __future__ import annotations
@@ -128,10 +139,15 @@ class Oracles:
             return _grad(self.objective.task(x, y, batch, loss), (x, y))
 
     def grad_g(self, x: torch.Tensor, y: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """grad_y g(x, y; batch) with x held."""
+        return self._grad_y(self.objective.lower_in_y(x.detach(), [batch])[0], y)
+
+    def _grad_y(self, loss, y: torch.Tensor) -> torch.Tensor:
+        """The gradient of ``loss`` (a function of y alone, from ``lower_in_y``): one grad_g."""
         self.counter.grad_g += 1
         with torch.enable_grad():
             y = _leaf(y)
-            return _grad(self.objective.g(x.detach(), y, batch), (y,))[0]
+            return _grad(loss(y), (y,))[0]
 
     def linearise(self, x: torch.Tensor, y: torch.Tensor, batch: Batch) -> GradientGraph:
         """grad_y g(x, y; batch) with its graph kept: the products of one estimate with the same
@@ -155,9 +171,10 @@ class Oracles:
     def inner_steps(
         self, x: torch.Tensor, y: torch.Tensor, lr: float, batches: list[Batch]
     ) -> torch.Tensor:
-        """len(batches) SGD steps on g from y (SPEC eq. 5), eagerly, one grad_g each."""
-        for batch in batches:
-            y = y - lr * self.grad_g(x, y, batch)
+        """len(batches) SGD steps on g from y (SPEC eq. 5), eagerly, one grad_g each (the
+        features of a head-on-features problem once per distinct batch: module docstring)."""
+        for loss in self.objective.lower_in_y(x.detach(), batches):
+            y = y - lr * self._grad_y(loss, y)
         return y
 
     def inner_steps_uncounted(
@@ -165,8 +182,8 @@ class Oracles:
     ) -> torch.Tensor:
         """len(batches) SGD steps on g from y (SPEC eq. 5), differentiable in x; the caller
         counts them (they may run under ``vmap`` or be traced once for many runs)."""
-        for batch in batches:
-            y = y - lr * self.grad_y_g_uncounted(x, y, batch)
+        for loss in self.objective.lower_in_y(x, batches):
+            y = y - lr * grad(loss)(y)
         return y
 
 
@@ -185,9 +202,9 @@ class FunctionalOracles(Oracles):
         self.counter.grad_g += 1
         return grad(self.objective.task, argnums=(0, 1))(x, y, batch, loss)
 
-    def grad_g(self, x: torch.Tensor, y: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def _grad_y(self, loss, y: torch.Tensor) -> torch.Tensor:
         self.counter.grad_g += 1
-        return self.grad_y_g_uncounted(x, y, batch)
+        return grad(loss)(y)
 
     def linearise(self, x: torch.Tensor, y: torch.Tensor, batch: Batch) -> Products:
         """The products at (x, y) on ``batch``, each its own transform (no graph to keep under

@@ -234,7 +234,11 @@ def head_logits(
 ):
     """Logits of the head ``name`` (in ``head``) on the features of ``images`` (``body``); the
     head computes in the parameters' precision."""
-    features = forward(spec, body, images, compute)
+    return linear_head(head, forward(spec, body, images, compute), name)
+
+
+def linear_head(head: Params, features: torch.Tensor, name: str) -> torch.Tensor:
+    """features @ W^T + b with W = ``head[name.weight]`` [classes, d], b = ``head[name.bias]``."""
     return features @ head[f"{name}.weight"].T + head[f"{name}.bias"]
 
 

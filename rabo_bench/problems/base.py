@@ -66,6 +66,11 @@ class BilevelProblem(ABC):
     # own inner solution y_t*(x) = argmin_y g(x, y; task's lower data), warm-started from the
     # shared y, and f is evaluated on the same task's upper data (see ``sample_tasks``)
     per_task_inner: bool = False
+    # True when the lower loss is a head on features of x that do not depend on y,
+    #     g_i(x, y; batch) = lower_head_loss(i, y, lower_features(i, x, batch)),
+    # so inner steps at a fixed x compute each batch's features once and step the head alone
+    # (LocalObjective.lower_in_y); the problem then defines both methods
+    head_on_features: bool = False
     # True when ``place`` can move the data to any device (then parameters, batches and
     # evaluation follow it); False: the problem computes on the CPU only
     movable: bool = False
@@ -115,6 +120,16 @@ class BilevelProblem(ABC):
     @abstractmethod
     def lower_loss(self, client: int, x: Params, y: Params, batch: Batch) -> torch.Tensor:
         """g_i(x, y; zeta): client ``client``'s lower-level loss on ``batch`` (a scalar)."""
+
+    def lower_features(self, client: int, x: Params, batch: Batch) -> Any:
+        """Problems with ``head_on_features``: all that g_i reads of x on ``batch`` (e.g. the
+        backbone's features of the batch's images, with its labels)."""
+        raise NotImplementedError(f"{type(self).__name__} has no feature split of g")
+
+    def lower_head_loss(self, client: int, y: Params, features: Any) -> torch.Tensor:
+        """Problems with ``head_on_features``: g_i(x, y; batch) from ``features`` =
+        ``lower_features(client, x, batch)``."""
+        raise NotImplementedError(f"{type(self).__name__} has no feature split of g")
 
     def sample_upper_batch(self, client: int, rng: torch.Generator) -> Batch:
         """A minibatch for f_i; deterministic problems return None (the full data)."""

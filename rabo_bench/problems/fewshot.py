@@ -52,9 +52,9 @@ from rabo_bench.models.networks import (
     NetSpec,
     conv4,
     forward,
-    head_logits,
     init,
     init_head,
+    linear_head,
     resnet12,
 )
 from rabo_bench.models.networks import channel_layers as net_layers
@@ -103,6 +103,7 @@ class FewShotProblem(BilevelProblem):
     reports_accuracy = True
     movable = True
     precisions = PRECISIONS
+    head_on_features = True  # g = CE(head_y(phi_x(support))) + ridge (both readings)
 
     def __init__(self, config: FewShotConfig) -> None:
         self.config = config
@@ -181,19 +182,31 @@ class FewShotProblem(BilevelProblem):
         return self._episodes(client, rng)
 
     # -- losses ---------------------------------------------------------------------------
-    def _logits(self, x: Params, y: Params, images: torch.Tensor) -> torch.Tensor:
-        return head_logits(self.config.net, x, y, images, "head", self.compute)
+    def _phi(self, x: Params, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(phi_x(images), labels) of an (images, labels) batch: the backbone's features."""
+        images, labels = batch
+        return forward(self.config.net, x, images, self.compute), labels
+
+    def _cross_entropy(self, y: Params, features: tuple[torch.Tensor, torch.Tensor]):
+        phi, labels = features
+        return F.cross_entropy(linear_head(y, phi, "head"), labels)
 
     def _ridge(self, y: Params) -> torch.Tensor:
         return 0.5 * self.config.reg * sum(t.pow(2).sum() for t in y.values())
 
+    def lower_features(self, client, x, batch):
+        """g reads x only through the support features phi_x(support) (``head_on_features``)."""
+        return self._phi(x, batch)
+
+    def lower_head_loss(self, client, y, features):
+        """CE(head_y(phi), labels) + reg/2 ||y||^2 on ``features`` = (phi, labels)."""
+        return self._cross_entropy(y, features) + self._ridge(y)
+
     def lower_loss(self, client, x, y, batch):
-        images, labels = batch
-        return F.cross_entropy(self._logits(x, y, images), labels) + self._ridge(y)
+        return self.lower_head_loss(client, y, self.lower_features(client, x, batch))
 
     def upper_loss(self, client, x, y, batch):
-        images, labels = batch
-        return F.cross_entropy(self._logits(x, y, images), labels)
+        return self._cross_entropy(y, self._phi(x, batch))
 
     def task_loss(self, client, x, y, batch):
         """The sub-model baselines' single-level loss (SPEC §6, §9 item 11): in the ``episode``
