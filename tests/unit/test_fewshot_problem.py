@@ -193,7 +193,9 @@ def test_evaluate_uses_curve_tasks_and_evaluate_final_uses_test_tasks(problem):
     for result, tasks in ((curve, CONFIG.curve_tasks), (final, CONFIG.test_tasks)):
         assert 0.0 <= result["accuracy"] <= 1.0
         assert result["accuracy_ci95"] >= 0.0
-        assert json.loads(result["details"]) == {"test_tasks": tasks}
+        assert json.loads(result["details"])["test_tasks"] == tasks
+    # the last point also says what the curve's episodes give there (plateau, like with like)
+    assert json.loads(final["details"])["curve_accuracy"] == curve["accuracy"]
     # the test episodes are fixed and a fresh head is fitted per episode: y plays no part
     y_other = {n: torch.zeros_like(t) for n, t in y.items()}
     assert problem.evaluate_final(x, y_other) == final
