@@ -8,12 +8,21 @@ of a batch is charged an equal share (1/S) of the batch's round time. Checkpoint
 saves every one of its runs at the same round (when any of them is due, or at a stop), each in
 its own file as a run alone would, so a killed batch resumes from there; runs resumed at
 different rounds form different batches.
+
+A batch computes with one torch thread. Its reductions over (seeds x clients x samples) are
+large enough for intra-op threads, and on a shared machine a thread waits for its descheduled
+partner: measured on 2 cores under load (``make bench``, 50 seeds of the rate sweep's base
+point), a batch took 7x longer with 2 threads than with 1, while runs one by one (too small to
+use threads) were equally fast either way.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
 
 from rabo_bench.engine import interrupt
 from rabo_bench.engine.checkpoint import Checkpoint
@@ -50,7 +59,21 @@ def execute_batch(
     batch (module docstring); ``checkpoints``: each run's, or None. A stop asked for by a signal
     saves every run's checkpoint after the current round and raises ``interrupt.Interrupted``.
     ``on_round(q)`` after round q."""
-    checkpoints = checkpoints or [None] * len(specs)
+    with _one_thread():
+        return _execute(specs, problem, on_round, checkpoints or [None] * len(specs))
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _execute(specs, problem, on_round, checkpoints) -> list[list[Row]]:
     records = [
         RunRecorder(spec, problem, FederatedRun(*_run_args(spec, problem)), checkpoint)
         for spec, checkpoint in zip(specs, checkpoints, strict=True)
