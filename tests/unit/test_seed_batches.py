@@ -92,6 +92,29 @@ def test_every_synthetic_algorithm_batches_to_its_rows_alone(algorithm):
         assert_same_rows(rows, got)
 
 
+def test_a_run_that_diverges_in_a_batch_ends_there_and_the_others_go_on():
+    """A divergence factor of 1.5 stops seed 0 at round 3 (its grad_norm_sq grows past 1.5x its
+    round-0 value) and not the others: each keeps its rows alone."""
+    specs = [dataclasses.replace(s, diverge_factor=1.5) for s in point("rabo")]
+    batched = execute_batch(specs, PROBLEM)
+    assert {rows[-1]["status"] for rows in batched} == {"diverged", "ok"}
+    for expected, got in zip(alone(specs), batched, strict=True):
+        assert_same_rows(expected, got)
+
+
+def test_runs_that_cannot_be_batched_run_one_by_one(tmp_path):
+    """cg stops on a residual, so the vectorised simulator (and a batch) cannot run it."""
+    cg = {"outer": {"estimator": {"type": "cg", "iterations": 3}}}
+    specs = [
+        dataclasses.replace(s, algorithm=s.algorithm.with_overrides(cg)) for s in point("rabo")
+    ]
+    for batch, out in ((1, tmp_path / "one"), (3, tmp_path / "asked")):
+        execute_specs(specs, PROBLEM, out, progress=False, echo=lambda _: None, seed_batch=batch)
+    for spec in specs:
+        one, asked = (read_rows(run_file(tmp_path / d, spec.run_id)) for d in ("one", "asked"))
+        assert_same_rows(one, asked)
+
+
 def test_a_batch_resumed_from_its_checkpoints_gives_the_uninterrupted_rows(tmp_path):
     specs = point("rabo")
     policy = CheckpointPolicy(rounds=2, minutes=1e9)
