@@ -29,6 +29,7 @@ from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.federated.seeds import SeedBatch
 from rabo_bench.problems.registry import make_problem
 from rabo_bench.theory.rates import RateGrid, rate_runs
+from tests.integration.heavy_ball import rabo_heavy_ball
 
 TOL = 1e-10
 SUITE = load_suite("rates", "smoke", seeds=3)
@@ -129,6 +130,20 @@ def test_a_batch_resumed_from_its_checkpoints_gives_the_uninterrupted_rows(tmp_p
         assert_same_rows(expected, got)
     for a, b in zip(first, resumed, strict=True):
         assert_same_rows(a, b)
+
+
+def test_a_stateful_algorithm_keeps_each_runs_state_in_a_batch_and_its_checkpoints(tmp_path):
+    """Heavy-ball momentum (the carried-state template): the buffer is stacked per run, saved
+    in each run's checkpoint at round 2 and stacked again on resume."""
+    specs = [dataclasses.replace(s, algorithm=rabo_heavy_ball(0.5)) for s in point("rabo")]
+    policy = CheckpointPolicy(rounds=2, minutes=1e9)
+    paths = [tmp_path / f"{s.run_id}.pt" for s in specs]
+    execute_batch(specs, PROBLEM, checkpoints=[Checkpoint(p, policy) for p in paths])
+    saved = [Checkpoint(p, policy).load().carried for p in paths]
+    assert all(c["heavy_ball_hypergradient"]["x"].shape == (10,) for c in saved)
+    resumed = execute_batch(specs, PROBLEM, checkpoints=[Checkpoint(p, policy) for p in paths])
+    for expected, got in zip(alone(specs), resumed, strict=True):
+        assert_same_rows(expected, got)
 
 
 def test_the_runner_writes_the_same_run_files_batched_and_one_by_one(tmp_path):
