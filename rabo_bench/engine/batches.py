@@ -12,8 +12,8 @@ different rounds form different batches.
 A batch computes with one torch thread. Its reductions over (seeds x clients x samples) are
 large enough for intra-op threads, and on a shared machine a thread waits for its descheduled
 partner: measured on 2 cores under load (``make bench``, 50 seeds of the rate sweep's base
-point), a batch took 7x longer with 2 threads than with 1, while runs one by one (too small to
-use threads) were equally fast either way.
+point), a batch took 7x longer with 2 threads than with 1, while 50 runs one by one (too small
+to use threads) took 50-65 s either way, within the machine's noise.
 """
 
 from __future__ import annotations
