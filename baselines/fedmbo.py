@@ -49,7 +49,12 @@ class ServerSystem(LowerSystem):
 
     @property
     def clients(self) -> int:
-        return len(self.masks)
+        return self.ctx.problem.num_clients
+
+    def sample_client(self, rng):
+        """Client i_k ~ Uniform{0, ..., M-1} for a factor: the context's draw (in a seed batch,
+        one client per seed, each from its seed's stream)."""
+        return self.ctx.sample_client(rng, self.clients)
 
     def upper_gradients(self) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.x, self.y
@@ -71,22 +76,25 @@ class ServerSystem(LowerSystem):
 
 @dataclass(frozen=True)
 class OneClient:
-    """A Neumann factor from client ``client``: p down, H_i p up, on its next lower batch."""
+    """A Neumann factor from client ``client``: p down, H_i p up, on its next lower batch
+    (``client`` is one per seed in a seed batch)."""
 
     system: ServerSystem
-    client: int
+    client: int | tuple[int, ...]
 
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
-        s = self.system
+        s, layout = self.system, Layout.of(self.system.y)
 
         def factor(view):
             y_sub = view.pack_y(s.y)
             view.send_down(len(y_sub))
-            product = view.oracles.hvp(view.pack_x(s.x), y_sub, v, view.sample_g())
+            p = view.pack_y(layout.unflatten(v))  # p on the client's sub-model
+            product = view.oracles.hvp(view.pack_x(s.x), y_sub, p, view.sample_g())
             view.send_up(len(y_sub))
-            return product
+            return {"y": product}
 
-        return s.ctx.one_client(self.client, factor, s.masks, s.streams, s.x, s.y)
+        upload = s.ctx.one_client(self.client, factor, s.masks, s.streams, s.x, s.y)
+        return layout.flatten(upload["y"])
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,8 @@ class EveryClient:
         def lower(view):
             x_sub, y_sub = view.pack_x(s.x), view.pack_y(s.y)
             view.send_down(len(y_sub))
-            mixed = view.oracles.mixed(x_sub, y_sub, v, view.sample_g())
+            p = view.pack_y(Layout.of(s.y).unflatten(v))  # p on the client's sub-model
+            mixed = view.oracles.mixed(x_sub, y_sub, p, view.sample_g())
             view.send_up(len(x_sub))
             return {"x": mixed}
 
@@ -136,13 +145,16 @@ class ParallelHypergradient(OuterStep):
             # Hessian for clients sampled per factor to estimate: each client's Neumann series
             # uses its own task's Hessians (FedMBO keeps its minibatch inner loop, full model)
             return LocalHypergradient(self.estimator, self.lr).run(ctx, x, y, masks, inner)
-        full = (Layout.of(x).numel, Layout.of(y).numel)
-        if any((m.x.numel(), m.y.numel()) != full for m in masks):
+        if any(m.numel() != sum(t.numel() for t in m.dense().values()) for m in _sides(masks)):
             raise ValueError(f"{self.name} (FedMBO) needs full-model masks")
         system = ServerSystem(ctx, x, y, masks, ctx.streams("outer"))
         h = implicit_hypergradient(system, self.estimator, ctx.rng(None, "neumann-clients"))
         h_named = Layout.of(x).unflatten(h)
         return {name: t - self.lr * h_named[name] for name, t in x.items()}
+
+
+def _sides(masks: list[ClientMasks]):
+    return (side for m in masks for side in (m.x, m.y))
 
 
 FEDMBO = register(

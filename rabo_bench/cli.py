@@ -163,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how one run simulates its clients",
     )
     run.add_argument(
+        "--seed-batch",
+        type=_positive_int,
+        metavar="S",
+        help="execute up to S runs that differ only in their seeds as one vmapped batch (the "
+        "same rows, much faster on small problems; default: a rate suite's seeds, else 1)",
+    )
+    run.add_argument(
         "--checkpoint-every",
         type=_positive_int,
         default=DEFAULT_CHECKPOINTS.rounds,
@@ -301,6 +308,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         engine.check()
         if suite.rates and not engine.in_process:
             raise ValueError("rate suites run in one process: drop --jobs and --engine")
+        if (args.seed_batch or 1) > 1 and os.environ.get("WORLD_SIZE", "1") != "1":
+            raise ValueError("a seed batch runs in one process: drop --seed-batch under torchrun")
         rank = _join_torchrun(engine, suite, device)
     except (ValueError, OSError, tomllib.TOMLDecodeError) as err:
         fail(str(err))
@@ -371,7 +380,7 @@ def _execute(suite, out: Path, sink, args: argparse.Namespace, engine, checkpoin
     from rabo_bench.engine.runner import execute_suite
 
     if suite.rates:
-        _run_rates(suite, out, sink, progress=not args.no_progress)
+        _run_rates(suite, out, sink, progress=not args.no_progress, seed_batch=args.seed_batch)
         return
     execute_suite(
         suite,
@@ -382,6 +391,7 @@ def _execute(suite, out: Path, sink, args: argparse.Namespace, engine, checkpoin
         clients=args.clients,
         checkpoints=checkpoints,
         channels_last=args.channels_last,
+        seed_batch=args.seed_batch or 1,
     )
 
 
@@ -437,12 +447,12 @@ def _join_torchrun(engine, suite, device) -> int:
     return rank
 
 
-def _run_rates(suite, out: Path, sink, progress: bool) -> None:
+def _run_rates(suite, out: Path, sink, progress: bool, seed_batch: int | None) -> None:
     """A rate-measurement suite: run the grid, then fit and plot (SPEC §4)."""
     from rabo_bench.theory.rates import execute_rates
     from rabo_bench.theory.report import write_rate_report
 
-    table = execute_rates(suite, out, sink, progress=progress)
+    table = execute_rates(suite, out, sink, progress=progress, seed_batch=seed_batch)
     report = write_rate_report(table, out)
     print()
     print((out / "exponents.txt").read_text())

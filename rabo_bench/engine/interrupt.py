@@ -3,9 +3,10 @@ saves the run's checkpoint and stops, so the same command resumes where it stopp
 
 * The ``run`` command runs its sweep within :func:`handled`. The first signal only sets a flag
   (and is passed on, as SIGTERM, to the sweep's worker processes); the round loop
-  (``run.execute_run``) polls :func:`requested` after every round, saves its checkpoint and
-  raises :class:`Interrupted`. A second signal stops at once: it kills the workers and raises
-  ``KeyboardInterrupt`` (the runs then resume from their last periodic checkpoint).
+  (``run.execute_run``, ``batches.execute_batch``) polls :func:`requested` after every round,
+  saves its checkpoints and raises :class:`Interrupted`. A second signal stops at once: it kills
+  the workers and raises ``KeyboardInterrupt`` (the runs then resume from their last periodic
+  checkpoint).
 * Worker processes call :func:`install_in_worker`: they ignore SIGINT (the terminal sends
   Ctrl-C to the whole process group; the parent decides), stop like the parent on SIGTERM,
   and also stop when their parent has died, so that a killed sweep leaves no orphaned worker

@@ -217,6 +217,99 @@ def _unusable_metrics(row: Row, start: Row, factor: float) -> str | None:
     return ", ".join(bad) if bad else None
 
 
+class RunRecorder:
+    """The rows of one run as its :class:`FederatedRun` advances (by itself, or in a seed
+    batch): one row at round 0 (the initial point), every ``eval_every`` rounds and at the last
+    round; wall time excludes evaluation. With ``checkpoint`` it continues from the saved state
+    if there is one, and :meth:`save` writes the state. A non-finite iterate or metric, or a
+    metric blown up past ``spec.diverge_factor`` times its round-0 value, ends the run with a
+    last row at that round (``going`` turns False): every row then has ``status`` "diverged"
+    and the ``reason`` (``status`` "ok" otherwise)."""
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        problem: BilevelProblem,
+        run: FederatedRun,
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
+        self.spec, self.problem, self.run, self.checkpoint = spec, problem, run, checkpoint
+        self.acc = _Accumulator(problem.dtype.itemsize)
+        self.identity = {
+            "suite": spec.suite,
+            "setting": spec.setting,
+            "run_id": spec.run_id,
+            "algorithm": spec.algorithm.name,
+            "seed": spec.seed,
+        }
+        self.trained = TrainedCoordinates(run.x, run.y)
+        self.last_masks: list = []  # the clients' sub-models of the last round (none before 1)
+        saved = None if checkpoint is None else checkpoint.load()
+        if saved is None:
+            self.rows = [self._row(0)]
+            self.reason = _unusable_metrics(self.rows[0], self.rows[0], spec.diverge_factor)
+        else:  # a checkpoint is read onto the CPU; the run continues on the problem's device
+            device = problem.compute.device
+            run.x, run.y = on_device(saved.x, device), on_device(saved.y, device)
+            run.round, self.rows = saved.round, saved.rows
+            self.acc.restore(saved.counters)
+            if saved.trained is not None:  # checkpoints written before the column lack it
+                self.trained.restore(saved.trained)
+            run.state = tree_map_only(torch.Tensor, lambda t: t.to(device), saved.carried or {})
+            self.reason = None  # a checkpoint is only saved while the run is finite
+
+    def _row(self, q: int) -> Row:
+        problem, run = self.problem, self.run
+        evaluate = problem.evaluate_final if q == self.spec.rounds else problem.evaluate
+        metrics = evaluate(*run.params)
+        if self.last_masks:
+            metrics.update(submodel_accuracy(problem, *run.params, self.last_masks))
+            metrics["untrained_fraction"] = self.trained.untrained_fraction()
+        check_metrics(metrics, f"problem {self.spec.problem!r}")
+        return {**self.identity, "round": q, **metrics, **self.acc.costs()}
+
+    @property
+    def going(self) -> bool:
+        """Whether the run has rounds left and has not diverged."""
+        return self.reason is None and self.run.round < self.spec.rounds
+
+    def add(self, report: RoundReport, seconds: float) -> None:
+        """Book the round the run has just taken (``report``, ``seconds`` of wall time)."""
+        self.acc.add(report, seconds)
+        self.trained.add(report.masks)
+        self.last_masks[:] = report.masks
+        q, spec = self.run.round, self.spec
+        self.reason = _non_finite_params(self.run)
+        if self.reason is not None:  # no evaluation at a non-finite point: metrics stay empty
+            self.rows.append({**self.identity, "round": q, **self.acc.costs()})
+        elif q % spec.eval_every == 0 or q == spec.rounds:
+            self.rows.append(self._row(q))
+            self.reason = _unusable_metrics(self.rows[-1], self.rows[0], spec.diverge_factor)
+
+    def due(self) -> bool:
+        """Whether the checkpoint is due after this round."""
+        return self.going and self.checkpoint is not None and self.checkpoint.due(self.run.round)
+
+    def save(self) -> None:
+        """Save the state to the checkpoint (if the run has one and is still going)."""
+        if self.going and self.checkpoint is not None:
+            run, acc = self.run, self.acc
+            trained = self.trained.state()
+            state = RunState(run.round, run.x, run.y, acc.state(), self.rows, trained, run.state)
+            self.checkpoint.save(state)
+
+    def result(self) -> list[Row]:
+        """The rows, each with the run's status."""
+        if self.reason is None:
+            status = {"status": "ok", "reason": None}
+        else:
+            status = {
+                "status": "diverged",
+                "reason": f"round {self.rows[-1]['round']}: {self.reason}",
+            }
+        return [{**r, **status} for r in self.rows]
+
+
 def execute_run(
     spec: RunSpec,
     problem: BilevelProblem,
@@ -225,76 +318,22 @@ def execute_run(
     checkpoint: Checkpoint | None = None,
     clients: str = "auto",
 ) -> list[Row]:
-    """Run ``spec`` for its rounds; one row at round 0 (the initial point), every
-    ``eval_every`` rounds and at the last round. Wall time excludes evaluation.
-
-    With ``checkpoint``, the run continues from its saved state if there is one and saves its
-    state when the checkpoint is due. A non-finite iterate or metric, or a metric blown up past
-    ``spec.diverge_factor`` times its round-0 value, ends the run early with a last row at
-    that round: every row then has ``status`` "diverged" and the ``reason`` (``status`` "ok"
-    otherwise). A stop asked for by a signal (:mod:`.interrupt`) saves the checkpoint after
-    the current round and raises ``interrupt.Interrupted``. ``clients`` is how the engine
-    simulates the clients (an execution choice: it is not part of the run's identity).
-    ``on_round(q)`` after round q."""
+    """Run ``spec`` for its rounds and return its rows (:class:`RunRecorder`), resuming from
+    ``checkpoint`` when it holds a saved state and saving the state there when it is due. A
+    stop asked for by a signal (:mod:`.interrupt`) saves the checkpoint after the current round
+    and raises ``interrupt.Interrupted``. ``clients`` is how the engine simulates the clients
+    (an execution choice: it is not part of the run's identity). ``on_round(q)`` after round q."""
     run = FederatedRun(problem, spec.algorithm, spec.capacities, spec.stream_key, clients=clients)
-    acc = _Accumulator(problem.dtype.itemsize)
-    identity = {
-        "suite": spec.suite,
-        "setting": spec.setting,
-        "run_id": spec.run_id,
-        "algorithm": spec.algorithm.name,
-        "seed": spec.seed,
-    }
-
-    trained = TrainedCoordinates(run.x, run.y)
-    last_masks: list = []  # the clients' sub-models of the last round (none before round 1)
-
-    def row(q: int) -> Row:
-        evaluate = problem.evaluate_final if q == spec.rounds else problem.evaluate
-        metrics = evaluate(*run.params)
-        if last_masks:
-            metrics.update(submodel_accuracy(problem, *run.params, last_masks))
-            metrics["untrained_fraction"] = trained.untrained_fraction()
-        check_metrics(metrics, f"problem {spec.problem!r}")
-        return {**identity, "round": q, **metrics, **acc.costs()}
-
-    saved = None if checkpoint is None else checkpoint.load()
-    if saved is None:
-        rows = [row(0)]
-        reason = _unusable_metrics(rows[0], rows[0], spec.diverge_factor)
-    else:  # a checkpoint is read onto the CPU; the run continues on the problem's device
-        device = problem.compute.device
-        run.x, run.y = on_device(saved.x, device), on_device(saved.y, device)
-        run.round, rows = saved.round, saved.rows
-        acc.restore(saved.counters)
-        if saved.trained is not None:  # checkpoints written before the column existed lack it
-            trained.restore(saved.trained)
-        run.state = tree_map_only(torch.Tensor, lambda t: t.to(device), saved.carried or {})
-        reason = None  # a checkpoint is only saved while the run is finite
-    while reason is None and run.round < spec.rounds:
+    record = RunRecorder(spec, problem, run, checkpoint)
+    while record.going:
         start = time.perf_counter()
         report = run.step()
-        acc.add(report, time.perf_counter() - start)
-        trained.add(report.masks)
-        last_masks[:] = report.masks
-        q = run.round
-        reason = _non_finite_params(run)
-        if reason is not None:  # no evaluation at a non-finite point: metrics stay empty
-            rows.append({**identity, "round": q, **acc.costs()})
-        elif q % spec.eval_every == 0 or q == spec.rounds:
-            rows.append(row(q))
-            reason = _unusable_metrics(rows[-1], rows[0], spec.diverge_factor)
+        record.add(report, time.perf_counter() - start)
         if on_round is not None:
-            on_round(q)
-        going = reason is None and q < spec.rounds
-        stop = going and interrupt.requested()
-        if going and checkpoint is not None and (stop or checkpoint.due(q)):
-            state = RunState(q, run.x, run.y, acc.state(), rows, trained.state(), run.state)
-            checkpoint.save(state)
+            on_round(run.round)
+        stop = record.going and interrupt.requested()
+        if stop or record.due():
+            record.save()
         if stop:
             raise interrupt.Interrupted(interrupt.signum())
-    if reason is None:
-        status = {"status": "ok", "reason": None}
-    else:
-        status = {"status": "diverged", "reason": f"round {rows[-1]['round']}: {reason}"}
-    return [{**r, **status} for r in rows]
+    return record.result()

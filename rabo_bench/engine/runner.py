@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rabo_bench.engine import interrupt
+from rabo_bench.engine.batches import execute_batch, seed_batches
 from rabo_bench.engine.checkpoint import (
     DEFAULT_CHECKPOINTS,
     Checkpoint,
@@ -41,6 +42,7 @@ from rabo_bench.engine.results import (
 from rabo_bench.engine.run import RunSpec, digest, execute_run, expand
 from rabo_bench.engine.suite import Suite
 from rabo_bench.engine.sweep import IN_PROCESS, Engine
+from rabo_bench.federated.seeds import why_not_batched
 from rabo_bench.models.compute import Compute, tf32_switched
 from rabo_bench.problems import BilevelProblem
 from rabo_bench.problems.registry import make_problem
@@ -111,8 +113,8 @@ def _label(spec: RunSpec) -> str:
     return f"{spec.setting} {spec.algorithm.name} seed={spec.seed}".lstrip()
 
 
-def compute_run(
-    spec: RunSpec,
+def compute_runs(
+    specs: tuple[RunSpec, ...],
     *,
     problem: BilevelProblem | Callable[[RunSpec], BilevelProblem],
     out: Path | None,
@@ -120,32 +122,42 @@ def compute_run(
     clients: str,
     progress: bool,
     writer: bool = True,
-) -> list[Row]:
-    """One run's rows, wherever it executes (this process, a worker process, a Ray worker):
-    the one per-run function of every engine. Its checkpoint is kept under ``out`` (None: no
-    checkpoints; ``writer`` False: read, never written). A ValueError (e.g. an algorithm the
-    problem does not support) names the run."""
+) -> list[list[Row]]:
+    """The rows of each of ``specs``, one run or a seed batch (:mod:`.batches`), wherever they
+    execute (this process, a worker process, a Ray worker): the one function of every engine.
+    Runs that cannot be batched (:func:`rabo_bench.federated.seeds.why_not_batched`) run one
+    by one. Checkpoints are kept under ``out`` (None: no checkpoints; ``writer`` False: read,
+    never written). A ValueError (e.g. an algorithm the problem does not support) names the
+    run."""
     from tqdm import tqdm
 
-    label = _label(spec)
+    instance = problem if isinstance(problem, BilevelProblem) else problem(specs[0])
+    options = {"out": out, "policy": policy, "clients": clients, "progress": progress}
+    if len(specs) > 1 and why_not_batched(instance, specs[0].algorithm) is not None:
+        singles = [compute_runs((s,), problem=instance, **options, writer=writer) for s in specs]
+        return [rows for (rows,) in singles]
+    first = specs[0]
+    label = _label(first) + (f" and {len(specs) - 1} more seeds" if len(specs) > 1 else "")
     if interrupt.requested():  # asked to stop before this run began
         raise interrupt.Interrupted(interrupt.signum())
-    instance = problem if isinstance(problem, BilevelProblem) else problem(spec)
-    checkpoint = None
-    if out is not None:
-        checkpoint = Checkpoint(checkpoint_file(out, spec.run_id), policy, writable=writer)
-    bar = tqdm(total=spec.rounds, desc=label, file=sys.stderr, disable=not progress, unit="round")
+    checkpoints = [
+        None if out is None else Checkpoint(checkpoint_file(out, s.run_id), policy, writer)
+        for s in specs
+    ]
+    bar = tqdm(total=first.rounds, desc=label, file=sys.stderr, disable=not progress, unit="round")
     try:
-        with bar, tf32_switched(spec.precision):
-            return execute_run(
-                spec,
-                instance,
-                lambda q: bar.update(q - bar.n),
-                checkpoint=checkpoint,
-                clients=clients,
-            )
+        with bar, tf32_switched(first.precision):
+            on_round = partial(_advance_bar, bar)
+            if len(specs) > 1:
+                return execute_batch(specs, instance, on_round, checkpoints=checkpoints)
+            run = execute_run(first, instance, on_round, checkpoint=checkpoints[0], clients=clients)
+            return [run]
     except ValueError as err:
-        raise ValueError(f"run {label} ({spec.run_id}): {err}") from err
+        raise ValueError(f"run {label} ({first.run_id}): {err}") from err
+
+
+def _advance_bar(bar, q: int) -> None:
+    bar.update(q - bar.n)
 
 
 def _record(
@@ -213,6 +225,7 @@ def execute_specs(
     clients: str = "auto",
     checkpoints: CheckpointPolicy = DEFAULT_CHECKPOINTS,
     writer: bool = True,
+    seed_batch: int = 1,
 ) -> list[RunSpec]:
     """Execute the runs not on disk yet on ``engine``, write each as it finishes (its config,
     then its rows atomically, then delete its checkpoint), mirror it to ``sink`` and rebuild
@@ -224,6 +237,8 @@ def execute_specs(
     ``progress`` and two runs or more, a bar over all their rounds shows the time left (a run's
     rounds count when it finishes). A folder that holds another configuration's run of the
     same (suite, setting, algorithm, seed) is an error (:func:`check_same_configs`).
+    ``seed_batch`` > 1: runs that differ only in their seeds execute up to that many at once as
+    one vmapped seed batch (:mod:`.batches`; the same rows and files, faster).
     """
     from tqdm import tqdm
 
@@ -251,8 +266,10 @@ def execute_specs(
         disable=not show,
         position=1 if engine.in_process else 0,
     )
+    start = (lambda s: saved_round(out, s.run_id)) if engine.shares_files else (lambda s: 0)
+    batches = seed_batches(todo, seed_batch, start) if seed_batch > 1 else [(s,) for s in todo]
     work = partial(
-        compute_run,
+        compute_runs,
         problem=problem,
         out=out if engine.shares_files else None,
         policy=checkpoints,
@@ -261,11 +278,14 @@ def execute_specs(
         writer=writer,
     )
     try:
-        with overall, closing(engine.map(work, todo)) as finished:
-            for done, (spec, rows) in enumerate(finished, 1):
-                overall.update(rounds[spec.run_id])
-                if writer:
-                    _record(out, spec, rows, f"[{done}/{len(todo)}]", sink, echo)
+        with overall, closing(engine.map(work, batches)) as finished:
+            done = 0
+            for batch, results in finished:
+                for spec, rows in zip(batch, results, strict=True):
+                    done += 1
+                    overall.update(rounds[spec.run_id])
+                    if writer:
+                        _record(out, spec, rows, f"[{done}/{len(todo)}]", sink, echo)
     finally:  # after a failed run or an interrupt too: the table then holds the finished runs
         if writer:
             write_results_table(out, list(dict.fromkeys(spec.run_id for spec in specs)))

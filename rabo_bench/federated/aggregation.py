@@ -8,13 +8,14 @@ boolean dicts, so any pattern works: structured (``StructuredMask.dense()``) or 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
 from rabo_bench.params import Params
 
 Masks = Sequence[Mapping[str, torch.Tensor]]
+Reduce = Callable[[torch.Tensor], torch.Tensor] | None  # how stacked clients' terms are summed
 
 
 def _check(masks: Masks, updates: Sequence[Params] | None = None) -> None:
@@ -55,15 +56,16 @@ def coverage(masks: Masks) -> dict[str, torch.Tensor]:
 class MaskedSum:
     """The server's running  S_j = sum_{i in C_j} u_{i,j}  and  |C_j|  over the clients added
     so far (one update at a time, or a stack of them from the vectorised simulator). A sharded run
-    adds its local clients on each rank and all-reduces both sums (``all_reduce``)."""
+    adds its local clients on each rank and all-reduces both sums (``all_reduce``). In a seed
+    batch every sum has a leading seed axis: row s is the server of run s (``add_rows``)."""
 
     def __init__(self) -> None:
         self.total: dict[str, torch.Tensor] = {}
         self.count: dict[str, torch.Tensor] = {}
 
-    def count_mask(self, mask: Mapping[str, torch.Tensor], dim: int | None = None) -> None:
+    def count_mask(self, mask: Mapping[str, torch.Tensor], reduce: Reduce = None) -> None:
         for name, m in mask.items():
-            held = m.long() if dim is None else m.long().sum(dim)
+            held = m.long() if reduce is None else reduce(m.long())
             self.count[name] = self.count[name] + held if name in self.count else held
 
     def add(self, update: Params, mask: Mapping[str, torch.Tensor]) -> None:
@@ -72,13 +74,24 @@ class MaskedSum:
 
     def add_stacked(self, updates: Params, masks: Mapping[str, torch.Tensor]) -> None:
         """Updates and masks of several clients stacked along dimension 0."""
-        self._add(updates, masks, 0)
+        self._add(updates, masks, lambda t: t.sum(0))
 
-    def _add(self, update: Params, mask: Mapping[str, torch.Tensor], dim: int | None) -> None:
-        self.count_mask(mask, dim)
+    def add_rows(
+        self, updates: Params, masks: Mapping[str, torch.Tensor], rows: torch.Tensor, size: int
+    ) -> None:
+        """Updates and masks of several clients stacked along dimension 0, client k's into
+        row ``rows[k]`` of sums with ``size`` rows (a seed batch: S_j and |C_j| per run)."""
+
+        def reduce(t: torch.Tensor) -> torch.Tensor:
+            return t.new_zeros((size, *t.shape[1:])).index_add(0, rows, t)
+
+        self._add(updates, masks, reduce)
+
+    def _add(self, update: Params, mask: Mapping[str, torch.Tensor], reduce: Reduce) -> None:
+        self.count_mask(mask, reduce)
         for name, m in mask.items():
             held = torch.where(m, update[name], 0)
-            held = held if dim is None else held.sum(dim)
+            held = held if reduce is None else reduce(held)
             self.total[name] = self.total[name] + held if name in self.total else held
 
     def all_reduce(self) -> MaskedSum:

@@ -126,7 +126,7 @@ class ClientSimulator(ABC):
 
     def clients(self, ctx: RoundContext) -> Sequence[int]:
         """The clients this process simulates."""
-        return range(ctx.problem.num_clients)
+        return range(ctx.num_clients)
 
     @abstractmethod
     def run(self, phase: Phase, fn: ClientFn, clients: Sequence[int]) -> dict[str, MaskedSum]:
@@ -136,10 +136,11 @@ class ClientSimulator(ABC):
         """``fn`` for every client of the round (this process's share of them)."""
         return self.run(phase, fn, self.clients(phase.ctx))
 
-    def one(self, phase: Phase, client: int, fn: Callable[[ClientView], Any]) -> Any:
-        """``fn`` for a single client (e.g. FedMBO's sampled Neumann factor), eagerly."""
+    def one(self, phase: Phase, client: int, fn: ClientFn) -> dict[str, Params]:
+        """``fn`` for a single client (e.g. FedMBO's sampled Neumann factor), eagerly: its
+        upload per key as a full-shaped dict, zero off its mask."""
         view = phase.view(client)
-        result = fn(view)
+        result = {key: unpack(view.objective, key, sub) for key, sub in fn(view).items()}
         view.book(phase.ctx.ledger, (client,))
         return result
 

@@ -23,6 +23,7 @@ from rabo_bench.federated.clients import (
     Streams,
 )
 from rabo_bench.hypergrad import OracleCounter
+from rabo_bench.hypergrad.implicit import uniform_client
 from rabo_bench.params import Params
 from rabo_bench.problems.base import BilevelProblem
 from rabo_bench.submodel import ClientMasks
@@ -79,7 +80,7 @@ class RoundContext:
     ledger: CostLedger = field(init=False)
 
     def __post_init__(self) -> None:
-        self.ledger = CostLedger.empty(self.problem.num_clients)
+        self.ledger = CostLedger.empty(self.num_clients)
         self.state = dict(self.state)  # the previous round's mapping stays as it was
         if self.simulator is None:
             self.simulator = SequentialClients()
@@ -91,8 +92,28 @@ class RoundContext:
             self.state[owner] = initial()
         return self.state[owner]
 
+    # A seed batch (:mod:`rabo_bench.federated.seeds`) simulates several runs at once: its
+    # context overrides the members below, through which the parts and simulators go.
+    @property
+    def seeds(self) -> int | None:
+        """None: one run; in a seed batch its size S (the state stacked along dimension 0)."""
+        return None
+
+    @property
+    def num_clients(self) -> int:
+        """How many clients are simulated: the problem's (a seed batch: one per seed and client)."""
+        return self.problem.num_clients
+
+    def locate(self, client: int) -> tuple[int, int]:
+        """(row of the stacked state, the problem's client) of simulated client ``client``."""
+        return 0, client
+
     def rng(self, client: int | None, purpose: str) -> torch.Generator:
         return derive_generator(self.run_key, self.round, client, purpose)
+
+    def sample_client(self, rng: torch.Generator, clients: int) -> int:
+        """A server's uniform draw of one of ``clients`` clients from its stream ``rng``."""
+        return uniform_client(rng, clients)
 
     def streams(self, purpose: str) -> Streams:
         """Every client's stream for ``purpose`` in this round (kept across phases)."""

@@ -59,6 +59,14 @@ class RoundReport:
     # (problems without physical sub-models, see FederatedRun.step)
     flops: int | None = None
 
+    @classmethod
+    def of(
+        cls, round: int, ledger: CostLedger, masks: list[ClientMasks], flops: int | None = None
+    ) -> RoundReport:
+        """The report of round ``round`` with the coverage of ``masks``."""
+        x_stats = CoverageStats.of([m.x for m in masks])
+        return cls(round, ledger, masks, x_stats, CoverageStats.of([m.y for m in masks]), flops)
+
     @property
     def oracles(self) -> OracleCounter:
         total = OracleCounter()
@@ -122,6 +130,16 @@ def _shapes(mask) -> tuple:
     return ("element",)
 
 
+def advance(
+    algorithm, ctx: RoundContext, x: Params, y: Params, masks: list[ClientMasks]
+) -> tuple[Params, Params]:
+    """The clients' work of a round from (x, y): inner phase, outer phase, the server's steps."""
+    x_mid, y_next = algorithm.inner.run(ctx, x, y, masks)
+    x_next = algorithm.outer.run(ctx, x_mid, y_next, masks, algorithm.inner)
+    ctx.simulator.finish_round(ctx)
+    return x_next, y_next
+
+
 class FederatedRun:
     """The state (x^q, y^q, the parts' carried state) of one run and the round loop that
     advances it."""
@@ -168,10 +186,7 @@ class FederatedRun:
         round's overhead (usually round 0 only). Synthetic problems are not counted (FlopCounterMode
         does not count their matrix-vector products, and it took a round from 0.11 s to
         0.74 s)."""
-        algo = self.algorithm
-        masks = algo.policy.assign(
-            self.x, self.y, self.capacities, self.round, self._rng_masks(), self.layers
-        )
+        masks = self.assign_masks()
         ctx, flops = self._context(self.state), None
         shapes = tuple(_shapes(m.x) + _shapes(m.y) for m in masks)
         if self.problem.physical_submodels and shapes not in self._flop_counts:
@@ -183,19 +198,16 @@ class FederatedRun:
             x_next, y_next = self._advance(ctx, masks)
             if self.problem.physical_submodels:
                 flops = self._flops(ctx, masks, shapes, self.state)
-        report = RoundReport(
-            self.round,
-            ctx.ledger,
-            masks,
-            CoverageStats.of([m.x for m in masks]),
-            CoverageStats.of([m.y for m in masks]),
-            flops,
-        )
+        report = RoundReport.of(self.round, ctx.ledger, masks, flops)
         self.x, self.y, self.round, self.state = x_next, y_next, self.round + 1, ctx.state
         return report
 
-    def _rng_masks(self) -> torch.Generator:
-        return derive_generator(self.run_key, self.round, None, "masks")
+    def assign_masks(self) -> list[ClientMasks]:
+        """This round's masks: the policy at (x^q, y^q), its draws from the run's mask stream."""
+        rng = derive_generator(self.run_key, self.round, None, "masks")
+        return self.algorithm.policy.assign(
+            self.x, self.y, self.capacities, self.round, rng, self.layers
+        )
 
     def _context(self, state: dict) -> RoundContext:
         """A fresh round context starting from the carried ``state`` (which it copies)."""
@@ -204,11 +216,7 @@ class FederatedRun:
         )
 
     def _advance(self, ctx: RoundContext, masks: list[ClientMasks]) -> tuple[Params, Params]:
-        """The clients' work of the round: inner phase, outer phase, the server's steps."""
-        x_mid, y_next = self.algorithm.inner.run(ctx, self.x, self.y, masks)
-        x_next = self.algorithm.outer.run(ctx, x_mid, y_next, masks, self.algorithm.inner)
-        self.simulator.finish_round(ctx)
-        return x_next, y_next
+        return advance(self.algorithm, ctx, self.x, self.y, masks)
 
     def _flops(
         self, ctx: RoundContext, masks: list[ClientMasks], shapes: tuple, state: dict

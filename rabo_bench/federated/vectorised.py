@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 from torch.func import vmap
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from rabo_bench.federated.aggregation import MaskedSum
 from rabo_bench.federated.clients import ClientSimulator, ClientView, held, unpack
@@ -53,11 +53,13 @@ class GroupStreams:
         """``sample(client, generator)`` for each client (any pytree with tensor or None
         leaves); this client's draw, as a 1-tuple."""
         draws = [sample(i, g) for i, g in zip(self.clients, self.generators, strict=True)]
+        flat = [tree_flatten(d)[0] for d in draws]  # once per draw: a group may be 1000s
 
         def row(*leaves):
             return None if leaves[0] is None else client_row(torch.stack(leaves), self.position)
 
-        return (tree_map(row, draws[0], *draws[1:]),)
+        columns = [row(*leaves) for leaves in zip(*flat, strict=True)]
+        return (tree_unflatten(columns, tree_flatten(draws[0])[1]),)
 
 
 def _index_params(params: Params) -> Params:
@@ -70,9 +72,22 @@ def _index_params(params: Params) -> Params:
     return out
 
 
+def rows_flat(params: Params, rows: int) -> torch.Tensor:
+    """A stack of ``rows`` runs' parameters (leading axis) as one vector, run by run: run s's
+    ``Layout`` flat vector is entries s n, ..., s n + n - 1 (n its size). One run: rows = 1."""
+    return torch.cat([t.reshape(rows, -1) for t in params.values()], 1).reshape(-1)
+
+
+def one_run(params: Params, seeds: int | None) -> Params:
+    """The parameters of one run: themselves, or row 0 of a seed batch's stack."""
+    return params if seeds is None else {name: t[0] for name, t in params.items()}
+
+
 class StackedObjective(LocalObjective):
     """One client of a group inside ``vmap``: ``client`` is a batched index tensor, the
-    sub-model is given by batched flat indices into the full parameter vectors."""
+    sub-model is given by batched flat indices into its run's parameter vectors (``indices``,
+    where the losses place it) and into the vector of all runs' (``gather``, where packing
+    reads it: run s's entry j is s n + j, :func:`rows_flat`; one run: the same indices)."""
 
     def __init__(
         self,
@@ -82,20 +97,23 @@ class StackedObjective(LocalObjective):
         y_like: Params,
         indices: tuple[torch.Tensor, torch.Tensor],
         thresholds: tuple[float | None, float | None],
+        gather: tuple[torch.Tensor, torch.Tensor],
+        rows: int,
     ) -> None:
         self.problem, self.client = problem, client
         self._x_like, self._y_like = x_like, y_like
         self._full = (Layout.of(x_like), Layout.of(y_like))
         self._indices, self._thresholds = indices, thresholds
+        self._gather, self._rows = gather, rows
         self.x_layout = Layout((("x", torch.Size([len(indices[0])])),))
         self.y_layout = Layout((("y", torch.Size([len(indices[1])])),))
         self._physical = False
 
     def pack_x(self, x: Params) -> torch.Tensor:
-        return self._full[0].flatten(x)[self._indices[0]]
+        return rows_flat(x, self._rows)[self._gather[0]]
 
     def pack_y(self, y: Params) -> torch.Tensor:
-        return self._full[1].flatten(y)[self._indices[1]]
+        return rows_flat(y, self._rows)[self._gather[1]]
 
     def _place(self, side: int, sub: torch.Tensor) -> Params:
         threshold = self._thresholds[side]
@@ -124,72 +142,91 @@ class StackedObjective(LocalObjective):
 
 @dataclass(frozen=True)
 class Group:
-    """Clients whose sub-models have equal sizes (and thresholds): one vmap call."""
+    """Simulated clients whose sub-models have equal sizes (and thresholds): one vmap call.
+    One run: ``clients`` are the problem's clients and ``rows`` zero; in a seed batch client k
+    is the problem's client ``members[k]`` of run ``rows[k]``."""
 
-    clients: tuple[int, ...]
+    clients: tuple[int, ...]  # the simulated clients (their streams and ledger entries)
+    members: tuple[int, ...]  # the problem's clients (their data)
+    rows: torch.Tensor  # (G,) the row of each one's run in the stacked state
     indices: tuple[torch.Tensor, torch.Tensor]  # (G, |x_sub|), (G, |y_sub|) flat positions
+    gather: tuple[torch.Tensor, torch.Tensor]  # the same in the vector of all runs
     thresholds: tuple[float | None, float | None]
     masks: dict[str, dict[str, torch.Tensor]]  # "x"/"y" -> name -> (G, *shape) bool
 
 
-def groups_of(problem, masks, x: Params, y: Params, clients: Sequence[int]) -> list[Group]:
+def groups_of(ctx, masks, x: Params, y: Params, clients: Sequence[int], packed) -> list[Group]:
     """The clients grouped by sub-model sizes; the flat indices are packed once per distinct
-    mask object (policies share one object among clients of equal capacity)."""
-    index_x, index_y = _index_params(x), _index_params(y)
+    mask (equal masks: of clients of equal capacity, or of the runs of a seed batch), kept in
+    ``packed`` for the round."""
+    x, y = one_run(x, ctx.seeds), one_run(y, ctx.seeds)
+    sizes = (Layout.of(x).numel, Layout.of(y).numel)
     device = next(iter(x.values())).device
     members: dict[tuple, list[int]] = {}
-    packed: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-    for i in clients:
-        key = id(masks[i])
-        if key not in packed:
-            obj = LocalObjective(problem, i, x, y, masks[i].x, masks[i].y)
-            packed[key] = (obj.pack_x(index_x), obj.pack_y(index_y))
-        thresholds = tuple(getattr(m, "threshold", None) for m in (masks[i].x, masks[i].y))
-        members.setdefault((*map(len, packed[key]), thresholds), []).append(i)
+    for k in clients:
+        mask = masks[k]
+        if mask not in packed:
+            obj = LocalObjective(ctx.problem, ctx.locate(k)[1], x, y, mask.x, mask.y)
+            packed[mask] = (obj.pack_x(_index_params(x)), obj.pack_y(_index_params(y)))
+        thresholds = tuple(getattr(m, "threshold", None) for m in (mask.x, mask.y))
+        members.setdefault((*map(len, packed[mask]), thresholds), []).append(k)
     groups = []
     for (_, _, thresholds), ids in members.items():
         stacked = {
             side: {
-                name: torch.stack([held(masks[i], side, device)[name] for i in ids])
+                name: torch.stack([held(masks[k], side, device)[name] for k in ids])
                 for name in x_or_y
             }
             for side, x_or_y in (("x", x), ("y", y))
         }
-        indices = tuple(torch.stack([packed[id(masks[i])][side] for i in ids]) for side in (0, 1))
-        groups.append(Group(tuple(ids), indices, thresholds, stacked))
+        located = [ctx.locate(k) for k in ids]
+        rows = torch.tensor([row for row, _ in located], device=device)
+        indices = tuple(torch.stack([packed[masks[k]][side] for k in ids]) for side in (0, 1))
+        gather = tuple(i + sizes[side] * rows[:, None] for side, i in enumerate(indices))
+        ours = tuple(client for _, client in located)
+        groups.append(Group(tuple(ids), ours, rows, indices, gather, thresholds, stacked))
     return groups
 
 
 class VectorisedClients(ClientSimulator):
     """Clients stacked by sub-model size and run under ``torch.func.vmap`` (module docstring).
-    The grouping is computed once per round (masks are fixed within a round)."""
+    The flat indices are packed once per round (masks are fixed within a round), the groups
+    once per set of clients. In a seed batch (``ctx.seeds``) a simulated client is a (run,
+    client) pair, the sums have a row per run, and :meth:`one` takes a client per run."""
 
     name = "vectorised"
 
     def __init__(self) -> None:
-        self._cached: tuple[object, list[Group]] | None = None
+        self._cached: tuple[object, dict, dict[tuple, list[Group]]] | None = None
 
     def _groups(self, phase, clients) -> list[Group]:
         if self._cached is None or self._cached[0] is not phase.masks:
-            groups = groups_of(phase.ctx.problem, phase.masks, phase.x, phase.y, clients)
-            self._cached = (phase.masks, groups)
-        return self._cached[1]
+            self._cached = (phase.masks, {}, {})
+        _, packed, groups = self._cached
+        key = tuple(clients)
+        if key not in groups:
+            groups[key] = groups_of(phase.ctx, phase.masks, phase.x, phase.y, key, packed)
+        return groups[key]
 
     def run(self, phase, fn, clients) -> dict[str, MaskedSum]:
         ctx, x, y = phase.ctx, phase.x, phase.y
+        like_x, like_y = one_run(x, ctx.seeds), one_run(y, ctx.seeds)
+        rows = ctx.seeds or 1
         device = next(iter(x.values())).device  # the data's: client indices pick rows of it
         sums: dict[str, MaskedSum] = {}
         for group in self._groups(phase, clients):
-            generators = tuple(phase.streams[i] for i in group.clients)
+            generators = tuple(phase.streams[k] for k in group.clients)
             views: list[ClientView] = []
 
             def client(
-                index, position, x_index, y_index, group=group, gens=generators, views=views
-            ):
+                index, position, x_index, y_index, x_gather, y_gather, group=group,
+                gens=generators, views=views,
+            ):  # fmt: skip
                 obj = StackedObjective(
-                    ctx.problem, index, x, y, (x_index, y_index), group.thresholds
-                )
-                rngs = GroupStreams(group.clients, gens, position)
+                    ctx.problem, index, like_x, like_y, (x_index, y_index), group.thresholds,
+                    (x_gather, y_gather), rows,
+                )  # fmt: skip
+                rngs = GroupStreams(group.members, gens, position)
                 view = ClientView(obj, FunctionalOracles(obj, OracleCounter()), rngs)
                 views.append(view)
                 return {key: unpack(obj, key, sub) for key, sub in fn(view).items()}
@@ -198,11 +235,23 @@ class VectorisedClients(ClientSimulator):
             # the only random calls are the explicit per-client draws above, made on unbatched
             # tensors; "same" merely allows them (vmap refuses random calls by default)
             uploads = vmap(client, randomness="same")(
-                torch.tensor(group.clients, device=device),
+                torch.tensor(group.members, device=device),
                 torch.arange(size, device=device),
                 *group.indices,
+                *group.gather,
             )
             views[0].book(ctx.ledger, group.clients)
             for key, update in uploads.items():
-                sums.setdefault(key, MaskedSum()).add_stacked(update, group.masks[key])
+                total = sums.setdefault(key, MaskedSum())
+                if ctx.seeds is None:
+                    total.add_stacked(update, group.masks[key])
+                else:
+                    total.add_rows(update, group.masks[key], group.rows, ctx.seeds)
         return sums
+
+    def one(self, phase, client, fn) -> dict[str, Params]:
+        """One client eagerly; in a seed batch ``client`` is one simulated client per run,
+        run at once, and the result has a row per run."""
+        if phase.ctx.seeds is None:
+            return super().one(phase, client, fn)
+        return {key: total.total for key, total in self.run(phase, fn, client).items()}

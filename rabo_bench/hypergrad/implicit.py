@@ -38,10 +38,19 @@ class MixedProduct(Protocol):
         """d^2_xy g · v, a vector in x space."""
 
 
+def uniform_client(rng: torch.Generator, clients: int) -> int:
+    """i ~ Uniform{0, ..., clients - 1}, drawn from ``rng``."""
+    return int(torch.randint(clients, (1,), generator=rng))
+
+
 class LowerSystem(ABC):
     """The lower problem at a fixed (x, y), as a solve and the formula see it."""
 
     clients: int  # how many clients' Hessians products may come from (a client alone: 1)
+
+    def sample_client(self, rng: torch.Generator):
+        """A client for one factor of a sampled solve, uniform over the system's clients."""
+        return uniform_client(rng, self.clients)
 
     @abstractmethod
     def upper_gradients(self) -> tuple[torch.Tensor, torch.Tensor]:

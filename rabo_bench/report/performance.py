@@ -150,6 +150,39 @@ def round_section(results: list[Result]) -> list[str]:
     return lines
 
 
+def seed_batch_section(results: list[Result]) -> list[str]:
+    """The rate-sweep point over S seeds: S runs one by one against one seed batch."""
+    cells = {r.info["mode"]: r for r in results if r.test == "test_seed_batch"}
+    if not cells:
+        return []
+    info = next(iter(cells.values())).info
+    runs = info["seeds"] * info["rounds"]
+    rows = [
+        [mode, seconds(cell.median), seconds(cell.median / runs)]
+        for mode, cell in sorted(cells.items(), reverse=True)
+    ]
+    lines = [
+        f"## Rate-sweep point: {info['seeds']} seeds one by one vs one seed batch",
+        "",
+        f"The rates suite's base point ({info['algorithm']}, quadratic d_x = d_y = 10, ten "
+        f"clients at capacity 1/2, T = 2), {info['seeds']} runs of {info['rounds']} rounds "
+        "each with their evaluations: one after another on the sequential simulator "
+        f"({info['threads']} torch threads), or as one seed batch (`--seed-batch`, 1 thread; "
+        "docs/scaling.md); one timed call each.",
+        "",
+        *table(["mode", f"{info['seeds']} runs", "per run and round"], rows),
+        "",
+    ]
+    if {"sequential", "batched"} <= set(cells):
+        gain = cells["sequential"].median / cells["batched"].median
+        lines += [
+            f"Batched-seed speed-up at S = {info['seeds']} (target >= {TARGET_SPEEDUP}x): "
+            f"{gain:.1f}x.",
+            "",
+        ]
+    return lines
+
+
 def estimator_section(results: list[Result]) -> list[str]:
     estimates = [r for r in results if r.test == "test_estimator"]
     dims = sorted({r.info["dim"] for r in estimates})
@@ -304,7 +337,8 @@ def fewshot_section(results: list[Result], where: str) -> list[str]:
 def reference_section(results: list[Result]) -> list[str]:
     seen = {}
     for r in results:
-        seen.setdefault(r.info["dtype"], r.info)
+        if "dtype" in r.info:  # the benchmarks that record a FLOP fraction
+            seen.setdefault(r.info["dtype"], r.info)
     rows = [
         [
             dtype,
@@ -388,6 +422,7 @@ def write(bench: Path, out: Path, gpu: Path | None, wall: float | None, command:
         "machine and commit in PROVENANCE.md.",
         "",
         *round_section(results),
+        *seed_batch_section(results),
         *estimator_section(results),
         *overhead_section(results),
         *cnn_section(results),

@@ -30,12 +30,23 @@ def _round(median: float, clients: int, engine: str) -> dict:
     return _bench("test_round", median, clients=clients, algorithm="rabo", engine=engine)
 
 
+def _seed_batch(median: float, mode: str) -> dict:
+    """A seed-batch point: no FLOP fraction, so no matmul reference in its extra_info."""
+    info = {"seeds": 50, "rounds": 4, "algorithm": "rabo", "mode": mode, "threads": 2}
+    return {
+        "name": "test_seed_batch[x]",
+        "stats": {"median": median, "rounds": 1},
+        "extra_info": info,
+    }
+
+
 def test_report_tables_speedup_refusal_and_gpu(tmp_path):
     cpu = _run(
         tmp_path / "cpu.json",
         [
             _round(20.0, 1000, "sequential"),
             _round(1.0, 1000, "vectorised"),
+            *(_seed_batch(t, mode) for t, mode in ((80.0, "sequential"), (5.0, "batched"))),
             _bench("test_estimator", 0.01, estimator="exact", dim=100),
             _bench("test_estimator", 0.02, estimator="cg", dim=10000),
         ],
@@ -46,6 +57,8 @@ def test_report_tables_speedup_refusal_and_gpu(tmp_path):
     readme = (tmp_path / "out" / "README.md").read_text()
     assert "| 1000 | rabo | 20 s | 1 s | 20.0x | 5 % | 5 % | 3 / 3 |" in readme
     assert "(target >= 10x): rabo: 20.0x." in readme
+    assert "| sequential | 80 s | 400 ms |\n| batched | 5 s | 25 ms |" in readme
+    assert "Batched-seed speed-up at S = 50 (target >= 10x): 16.0x." in readme
     assert "| exact | 10 ms | 5 % | refuses d > 2000 | — |" in readme
     assert "Not run (no Omniglot data" in readme
     assert "## CPU vs GPU (Fake GPU 80GB)" in readme

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rabo_bench.federated import coverage, masked_mean, masked_step
+from rabo_bench.federated.aggregation import MaskedSum
 
 shapes_st = st.dictionaries(
     st.sampled_from(["x", "y", "z"]),
@@ -123,3 +124,30 @@ def test_coverage_and_mean_match_a_brute_force_count(round_):
             assert covered[name][j].item() == bool(holders)
             expected = sum(holders) / len(holders) if holders else 0.0
             assert abs(mean[name][j].item() - expected) <= 1e-12 * (1 + abs(expected))
+
+
+@settings(deadline=None)
+@given(rounds_st(), st.integers(1, 4), seeds)
+def test_rows_of_a_seed_batch_are_each_runs_own_server(round_, size, seed):
+    """``add_rows`` puts client k's masked update into row rows[k] only: row s of the sums is
+    the sums of the clients of run s added one by one (and zero with no client of run s)."""
+    _, updates, masks = round_
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.randint(size, (len(updates),), generator=g)
+    batched = MaskedSum()
+    batched.add_rows(
+        {k: torch.stack([u[k] for u in updates]) for k in updates[0]},
+        {k: torch.stack([m[k] for m in masks]) for k in masks[0]},
+        rows,
+        size,
+    )
+    for s in range(size):
+        alone = MaskedSum()
+        for k, (u, m) in enumerate(zip(updates, masks, strict=True)):
+            if rows[k] == s:
+                alone.add(u, m)
+        for name, total in batched.total.items():
+            expected = alone.total.get(name, torch.zeros_like(total[s]))
+            _close(total[s], expected)  # a sum of at most 6 terms in another order
+            count = alone.count.get(name, torch.zeros_like(batched.count[name][s]))
+            assert torch.equal(batched.count[name][s], count)

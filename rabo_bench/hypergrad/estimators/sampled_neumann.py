@@ -27,6 +27,4 @@ class SampledNeumann(Neumann):
     name: ClassVar[str] = "sampled_neumann"
 
     def factor_client(self, system, rng: torch.Generator) -> int:
-        if system.clients == 1:
-            return 0
-        return int(torch.randint(system.clients, (1,), generator=rng))
+        return 0 if system.clients == 1 else system.sample_client(rng)
