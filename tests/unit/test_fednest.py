@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from rabo_bench.algorithms import get
+from rabo_bench.cli import main
 from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.problems import QuadraticBilevel
 from tests.unit.test_client_simulators import assert_same_run, problems
@@ -265,3 +266,11 @@ def test_the_public_global_routine_stalls_where_the_specified_one_converges(hete
         total = total + term
     error = (eta * total - exact).norm() / exact.norm()
     assert error <= (1 - eta * problem.mu_g) ** 100 + 1e-14
+
+
+def test_rabo_bench_list_names_both_with_their_sources(capsys):
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name in ("fednest", "lfednest"):
+        (line,) = [line for line in lines if line.split()[:1] == [name]]
+        assert "Tarzanagh et al., ICML 2022" in line and "ucr-optml/FedNest" in line
