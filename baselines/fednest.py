@@ -19,9 +19,9 @@ LFedNest = local SGD on y (``LocalSGD``) + LFedOut with each client's own IHGP:
     x <- mean_i x_{i,tau_out}.
 
 At nu = 0 the correction terms vanish identically (y_{i,0} = y, x_{i,0} = x, one batch for
-both terms), so they are not computed [OURS]. The public code's global IHGP carries each
-client's Neumann products from factor to factor and averages over every earlier factor's
-uploads; this is the corrected routine (see the spec).
+both terms), so they are not computed [OURS]. The public code's global IHGP keeps each
+client's own Neumann product from factor to factor and averages the uploads of every earlier
+factor too, and stalls; ours is that routine corrected (see the spec).
 """
 
 from __future__ import annotations
