@@ -274,3 +274,13 @@ def test_rabo_bench_list_names_both_with_their_sources(capsys):
     for name in ("fednest", "lfednest"):
         (line,) = [line for line in lines if line.split()[:1] == [name]]
         assert "Tarzanagh et al., ICML 2022" in line and "ucr-optml/FedNest" in line
+
+
+def test_fednest_refuses_a_problem_with_an_inner_problem_per_task():
+    """Its anchor q and its global IHGP are those of one global lower problem (spec, "Problems
+    it runs on"); LFedNest runs there as RABO does."""
+    problem = quadratic()
+    problem.per_task_inner = True  # as the Omniglot problem's episode reading declares
+    run = FederatedRun(problem, get("fednest"), [1.0] * 3, "tasks")
+    with pytest.raises(ValueError, match=r"fed_svrg \(FedNest\) needs one global inner problem"):
+        run.step()
