@@ -28,6 +28,7 @@ from rabo_bench.federated.inner import MinibatchSGD
 from rabo_bench.federated.outer import LocalHypergradient, OuterStep
 from rabo_bench.federated.policies import FullModel
 from rabo_bench.hypergrad import HypergradientEstimator, make_estimator
+from rabo_bench.hypergrad.estimators.neumann import Neumann
 from rabo_bench.hypergrad.estimators.sampled_neumann import SampledNeumann
 from rabo_bench.hypergrad.implicit import LowerSystem, implicit_hypergradient
 from rabo_bench.params import Layout, Params
@@ -39,7 +40,8 @@ class ServerSystem(LowerSystem):
     """The global lower problem at the broadcast (x, y), reached through the clients (full
     models), each on its own stream: grad f is the mean over all clients; ``linearise(i)``
     gives products with client i's Hessian alone, ``linearise()`` the mean of every client's
-    mixed product. Only what the ``sampled_neumann`` solve asks for exists."""
+    products (FedNest's global factors, ``baselines/fednest.py``). Only what the Neumann
+    solves ask for exists."""
 
     ctx: RoundContext
     x: Params
@@ -74,6 +76,22 @@ class ServerSystem(LowerSystem):
         return EveryClient(self) if client is None else OneClient(self, client)
 
 
+def hvp_factor(system: ServerSystem, v: torch.Tensor):
+    """A client's part of one Neumann factor: v down, d^2_yy g_i · v up, on its next lower
+    batch (its upload ``{"y": product}``)."""
+    layout = Layout.of(system.y)
+
+    def factor(view):
+        y_sub = view.pack_y(system.y)
+        view.send_down(len(y_sub))
+        p = view.pack_y(layout.unflatten(v))  # v on the client's sub-model
+        product = view.oracles.hvp(view.pack_x(system.x), y_sub, p, view.sample_g())
+        view.send_up(len(y_sub))
+        return {"y": product}
+
+    return factor
+
+
 @dataclass(frozen=True)
 class OneClient:
     """A Neumann factor from client ``client``: p down, H_i p up, on its next lower batch
@@ -83,27 +101,26 @@ class OneClient:
     client: int | tuple[int, ...]
 
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
-        s, layout = self.system, Layout.of(self.system.y)
-
-        def factor(view):
-            y_sub = view.pack_y(s.y)
-            view.send_down(len(y_sub))
-            p = view.pack_y(layout.unflatten(v))  # p on the client's sub-model
-            product = view.oracles.hvp(view.pack_x(s.x), y_sub, p, view.sample_g())
-            view.send_up(len(y_sub))
-            return {"y": product}
-
-        upload = s.ctx.one_client(self.client, factor, s.masks, s.streams, s.x, s.y)
-        return layout.flatten(upload["y"])
+        s = self.system
+        upload = s.ctx.one_client(self.client, hvp_factor(s, v), s.masks, s.streams, s.x, s.y)
+        return Layout.of(s.y).flatten(upload["y"])
 
 
 @dataclass(frozen=True)
 class EveryClient:
-    """mean_i d^2_xy g_i · p, each client on its next lower batch: p down, its product up."""
+    """Products with the mean of every client's lower problem, each client on its next lower
+    batch: the vector down, its product up."""
 
     system: ServerSystem
 
+    def hvp(self, v: torch.Tensor) -> torch.Tensor:
+        """mean_i d^2_yy g_i · v (one factor of FedNest's global Neumann series)."""
+        s = self.system
+        products = s.ctx.map_clients(hvp_factor(s, v), s.masks, s.streams, s.x, s.y)
+        return Layout.of(s.y).flatten(products["y"].mean()[0])
+
     def mixed(self, v: torch.Tensor) -> torch.Tensor:
+        """mean_i d^2_xy g_i · v."""
         s = self.system
 
         def lower(view):
@@ -124,14 +141,17 @@ class ParallelHypergradient(OuterStep):
     ``sampled_neumann`` solve) on the :class:`ServerSystem`; x <- x - lr * h."""
 
     name: ClassVar[str] = "parallel_hypergradient"
+    method: ClassVar[str] = "FedMBO"  # who errors name
+    solves: ClassVar[tuple[type[Neumann], ...]] = (SampledNeumann,)  # the estimators it takes
     estimator: HypergradientEstimator
     lr: float = setting(0.01, POSITIVE)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.estimator, SampledNeumann):
+        if not isinstance(self.estimator, self.solves):
             raise ValueError(
-                f"{self.name} (FedMBO) takes the sampled_neumann estimator, "
+                f"{self.name} ({self.method}) takes the "
+                f"{' or '.join(solve.name for solve in self.solves)} estimator, "
                 f"got {self.estimator.name!r}"
             )
 
@@ -139,18 +159,25 @@ class ParallelHypergradient(OuterStep):
     def vectorisable(self) -> bool:
         return self.estimator.vectorisable
 
+    def global_hypergradient(
+        self, ctx: RoundContext, x: Params, y: Params, masks: list[ClientMasks]
+    ) -> tuple[ServerSystem, Params]:
+        """(the server's system of all clients on their "outer" streams, h on it): eq. (9)
+        with the global grad f, the solve's factors and the mean mixed product."""
+        if any(m.numel() != sum(t.numel() for t in m.dense().values()) for m in _sides(masks)):
+            raise ValueError(f"{self.name} ({self.method}) needs full-model masks")
+        system = ServerSystem(ctx, x, y, masks, ctx.streams("outer"))
+        h = implicit_hypergradient(system, self.estimator, ctx.rng(None, "neumann-clients"))
+        return system, Layout.of(x).unflatten(h)
+
     def run(self, ctx, x, y, masks, inner):
         if ctx.problem.per_task_inner:
             # [OURS] every task has its own inner problem, so there is no global inverse
             # Hessian for clients sampled per factor to estimate: each client's Neumann series
             # uses its own task's Hessians (FedMBO keeps its minibatch inner loop, full model)
             return LocalHypergradient(self.estimator, self.lr).run(ctx, x, y, masks, inner)
-        if any(m.numel() != sum(t.numel() for t in m.dense().values()) for m in _sides(masks)):
-            raise ValueError(f"{self.name} (FedMBO) needs full-model masks")
-        system = ServerSystem(ctx, x, y, masks, ctx.streams("outer"))
-        h = implicit_hypergradient(system, self.estimator, ctx.rng(None, "neumann-clients"))
-        h_named = Layout.of(x).unflatten(h)
-        return {name: t - self.lr * h_named[name] for name, t in x.items()}
+        h = self.global_hypergradient(ctx, x, y, masks)[1]
+        return {name: t - self.lr * h[name] for name, t in x.items()}
 
 
 def _sides(masks: list[ClientMasks]):

@@ -91,16 +91,23 @@ class MinibatchSGD(InnerSolver):
     def run(self, ctx, x, y, masks) -> tuple[Params, Params]:
         streams = ctx.streams("inner")
         for step in range(self.steps):
-
-            def client(view, y=y, first=step == 0):
-                x_sub, y_sub = view.pack_x(x), view.pack_y(y)
-                view.send_down(len(y_sub) + (len(x_sub) if first else 0))
-                grad = view.oracles.grad_g(x_sub, y_sub, view.sample_g())
-                view.send_up(len(y_sub))
-                return {"y": grad}
-
+            client = lower_gradient(x, y, first=step == 0)
             y = ctx.map_clients(client, masks, streams, x, y)["y"].step(y, self.lr)
         return x, y
+
+
+def lower_gradient(x: Params, y: Params, first: bool):
+    """The client code of one gradient exchange at the global (x, y): y down (and x at the
+    ``first`` exchange of the round), grad_y g_i on the client's next lower batch up."""
+
+    def client(view):
+        x_sub, y_sub = view.pack_x(x), view.pack_y(y)
+        view.send_down(len(y_sub) + (len(x_sub) if first else 0))
+        grad = view.oracles.grad_g(x_sub, y_sub, view.sample_g())
+        view.send_up(len(y_sub))
+        return {"y": grad}
+
+    return client
 
 
 @dataclass(frozen=True)

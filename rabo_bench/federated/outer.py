@@ -60,15 +60,27 @@ class LocalHypergradient(OuterStep):
             x_sub, y_sub = view.pack_x(x), view.pack_y(y)
             view.send_down(len(y_sub))
             tasks = view.objective.tasks(view.rng)
-            total = 0
-            for task in tasks:
-                oracles = view.oracles.on(task)
-                y_task = inner.solve(oracles, x_sub, y_sub, view.rng) if adapt else y_sub
-                total = total + self.estimator(oracles, x_sub, y_task, view.rng)
+
+            def estimate(x_at):
+                total = 0
+                for task in tasks:
+                    oracles = view.oracles.on(task)
+                    y_task = inner.solve(oracles, x_at, y_sub, view.rng) if adapt else y_sub
+                    total = total + self.estimator(oracles, x_at, y_task, view.rng)
+                return total / len(tasks)
+
+            upload = self.client_update(estimate, x_sub)
             view.send_up(len(x_sub))
-            return {"x": total / len(tasks)}
+            return {"x": upload}
 
         return self.server_step(ctx, x, ctx.map_clients(client, masks, "outer", x, y)["x"])
+
+    def client_update(self, estimate, x_sub):
+        """What a client sends up, u_i, from which the server steps x_j <- x_j - lr mean_{i in
+        C_j} u_{i,j}: its estimate h_i = ``estimate(x_sub)`` at the broadcast x (eq. 7). A
+        variant with local steps on x (LFedNest, ``baselines/fednest.py``) overrides this
+        alone; ``estimate(x_at)`` is h_i at another point of the client's sub-model."""
+        return estimate(x_sub)
 
     def server_step(self, ctx: RoundContext, x: Params, hypergradients: MaskedSum) -> Params:
         """The server's update of x from the clients' masked sum of estimates: eq. (8). A
