@@ -112,13 +112,14 @@ def test_unrolled_steps_on_cached_features_equal_the_per_step_path_and_its_x_der
     assert oracles.counter.total == 0
 
 
-@pytest.mark.parametrize(("coordinates", "steps"), [(None, 1), (5, 3)])
+@pytest.mark.parametrize(("coordinates", "steps", "capacity"), [(None, 1, 0.25), (5, 3, 0.5)])
 def test_rafbo_perturbed_runs_in_one_vmapped_call_equal_a_loop_over_coordinates(
-    problem, coordinates, steps
+    problem, coordinates, steps, capacity
 ):
     """coordinate_fd (RAFBO, eq. 10) runs its |S| perturbed inner runs as one vmap call; a
-    Python loop over the same coordinates, each run on the per-step path, gives the same h."""
-    task, x, y, _ = _objective(problem, 0.5, 4)
+    Python loop over the same coordinates, each run on the per-step path, gives the same h
+    (every coordinate on the quarter-width sub-model: the loop's cost grows with d)."""
+    task, x, y, _ = _objective(problem, capacity, 4)
     settings = {"steps": steps, "lr": LR, "mu": 1e-2, "coordinates": coordinates}
     oracles = Oracles(task)
     estimate = make_estimator("coordinate_fd", **settings)(
