@@ -38,6 +38,10 @@ class Layout:
         return torch.cat([params[name].reshape(-1) for name, _ in self.shapes])
 
     def unflatten(self, vector: torch.Tensor) -> Params:
+        """Views into ``vector``; a layout of one tensor of the vector's shape gives the vector
+        itself (no view nodes in autograd graphs built through it)."""
+        if len(self.shapes) == 1 and self.shapes[0][1] == vector.shape:
+            return {self.shapes[0][0]: vector}
         out, start = {}, 0
         for name, shape in self.shapes:
             n = math.prod(shape)

@@ -11,8 +11,8 @@ def physical_and_embedded(problem, client, x, y, masks):
     of (x, y), ready for autograd."""
     physical = LocalObjective(problem, client, x, y, masks.x, masks.y)
     embedded = LocalObjective(problem, client, x, y, masks.x, masks.y)
-    embedded._physical = False
-    assert physical._physical
+    embedded._direct_x = embedded._direct_y = False
+    assert physical._direct_x and physical._direct_y
     x_sub = physical.pack_x(x).requires_grad_(True)
     y_sub = physical.pack_y(y).requires_grad_(True)
     return physical, embedded, x_sub, y_sub

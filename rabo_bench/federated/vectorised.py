@@ -107,7 +107,7 @@ class StackedObjective(LocalObjective):
         self._gather, self._rows = gather, rows
         self.x_layout = Layout((("x", torch.Size([len(indices[0])])),))
         self.y_layout = Layout((("y", torch.Size([len(indices[1])])),))
-        self._physical = False
+        self._direct_x = self._direct_y = False
 
     def pack_x(self, x: Params) -> torch.Tensor:
         return rows_flat(x, self._rows)[self._gather[0]]

@@ -19,6 +19,20 @@ from rabo_bench.problems.single_level import TASK_LOSS
 from rabo_bench.submodel import StructuredMask, embed, extract
 
 
+def _is_full(mask) -> bool:
+    """Whether ``mask`` is a structured mask that holds every coordinate."""
+    return isinstance(mask, StructuredMask) and all(
+        idx is None for index in mask.index.values() for idx in index
+    )
+
+
+def _mean(losses) -> torch.Tensor:
+    """The mean of the clients' losses; one client's loss itself (the same value, without the
+    sum's and division's autograd nodes, which every product through its graph would visit)."""
+    losses = list(losses)
+    return losses[0] if len(losses) == 1 else sum(losses) / len(losses)
+
+
 class LocalObjective:
     """Client ``client``'s losses as functions of flat sub-model vectors.
 
@@ -41,9 +55,12 @@ class LocalObjective:
         self.y_mask = y_mask or StructuredMask.full(y_like)
         self.x_layout = Layout.of(extract(x_like, self.x_mask))
         self.y_layout = Layout.of(extract(y_like, self.y_mask))
-        self._physical = problem.physical_submodels and all(
+        physical = problem.physical_submodels and all(
             isinstance(m, StructuredMask) for m in (self.x_mask, self.y_mask)
         )
+        # x ⊙ m_x is x itself under a full mask: no embedding (nor its autograd nodes) then
+        self._direct_x = physical or _is_full(self.x_mask)
+        self._direct_y = physical or _is_full(self.y_mask)
 
     # -- between full parameter dicts and flat sub-model vectors -------------------------------
     def pack_x(self, x: Params) -> torch.Tensor:
@@ -71,15 +88,14 @@ class LocalObjective:
         return self._model_x(x_sub), self._model_y(y_sub)
 
     def _model_x(self, x_sub: torch.Tensor) -> Params:
-        return self.x_layout.unflatten(x_sub) if self._physical else self.unpack_x(x_sub)
+        return self.x_layout.unflatten(x_sub) if self._direct_x else self.unpack_x(x_sub)
 
     def _model_y(self, y_sub: torch.Tensor) -> Params:
-        return self.y_layout.unflatten(y_sub) if self._physical else self.unpack_y(y_sub)
+        return self.y_layout.unflatten(y_sub) if self._direct_y else self.unpack_y(y_sub)
 
     def _mean_loss(self, loss, x_sub: torch.Tensor, y_sub: torch.Tensor, batch) -> torch.Tensor:
         x, y = self._model(x_sub, y_sub)
-        clients = self._clients()
-        return sum(loss(i, x, y, b) for i, b in zip(clients, batch, strict=True)) / len(clients)
+        return _mean(loss(i, x, y, b) for i, b in zip(self._clients(), batch, strict=True))
 
     def f(self, x_sub: torch.Tensor, y_sub: torch.Tensor, batch) -> torch.Tensor:
         """f_i(x ⊙ m_x, y ⊙ m_y; batch); ``batch`` holds one entry per client in view."""
@@ -108,9 +124,8 @@ class LocalObjective:
 
     def _head_loss(self, features: tuple, y_sub: torch.Tensor) -> torch.Tensor:
         """g from the batch's features (one entry per client in view), as ``g`` averages."""
-        y, clients = self._model_y(y_sub), self._clients()
-        pairs = zip(clients, features, strict=True)
-        return sum(self.problem.lower_head_loss(i, y, f) for i, f in pairs) / len(clients)
+        y, pairs = self._model_y(y_sub), zip(self._clients(), features, strict=True)
+        return _mean(self.problem.lower_head_loss(i, y, f) for i, f in pairs)
 
     def task(self, x_sub: torch.Tensor, y_sub: torch.Tensor, batch, loss=TASK_LOSS):
         """A single-level loss (:mod:`rabo_bench.problems.single_level`; by default the
