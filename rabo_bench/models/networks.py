@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Literal
 
 import torch
@@ -242,22 +243,51 @@ def linear_head(head: Params, features: torch.Tensor, name: str) -> torch.Tensor
     return features @ head[f"{name}.weight"].T + head[f"{name}.bias"]
 
 
-def _unit(params: Params, prefix: str, h: torch.Tensor, stride: int = 1) -> torch.Tensor:
+def _unit(
+    params: Params, prefix: str, h: torch.Tensor, stride: int = 1, groups: int = 1
+) -> torch.Tensor:
     """conv (padding k // 2) then batch-statistics BatchNorm, at whatever widths ``params``
-    have. The normalisation runs in the parameters' dtype (a no-op cast unless autocast made
-    the convolution bfloat16: its statistics then stay float32, and under vmap a bfloat16
-    batch norm's backward refuses the float32 scale)."""
+    have, with statistics per group of the batch (:func:`forward`). The normalisation runs in
+    the parameters' dtype (a no-op cast unless autocast made the convolution bfloat16: its
+    statistics then stay float32, and under vmap a bfloat16 batch norm's backward refuses the
+    float32 scale)."""
     weight = params[f"{prefix}.conv.weight"]
     h = F.conv2d(h, weight, stride=stride, padding=weight.shape[-1] // 2)
     scale, shift = params[f"{prefix}.norm.weight"], params[f"{prefix}.norm.bias"]
-    return F.batch_norm(h.to(scale.dtype), None, None, scale, shift, training=True, eps=_NORM_EPS)
+    h = h.to(scale.dtype)
+    if groups == 1:
+        return F.batch_norm(h, None, None, scale, shift, training=True, eps=_NORM_EPS)
+    # group g's channel c becomes channel g C + c of one batch of n, in the input's memory
+    # format: the same kernel then reduces each over its own n samples, as separate calls do
+    fmt = torch.channels_last if _nhwc(h) else torch.contiguous_format
+    n, (c, height, width) = h.shape[0] // groups, h.shape[1:]
+    h = h.view(groups, n, c, height, width).transpose(0, 1).reshape(n, groups * c, height, width)
+    scale, shift = scale.repeat(groups), shift.repeat(groups)
+    h = F.batch_norm(
+        h.contiguous(memory_format=fmt), None, None, scale, shift, training=True, eps=_NORM_EPS
+    )
+    h = h.view(n, groups, c, height, width).transpose(0, 1).reshape(groups * n, c, height, width)
+    return h.contiguous(memory_format=fmt)
+
+
+def _nhwc(h: torch.Tensor) -> bool:
+    """Whether ``h`` is laid out channels-last (and not also plain contiguous)."""
+    return h.is_contiguous(memory_format=torch.channels_last) and not h.is_contiguous()
 
 
 def forward(
-    spec: NetSpec, params: Params, images: torch.Tensor, compute: Compute | None = None
+    spec: NetSpec,
+    params: Params,
+    images: torch.Tensor,
+    compute: Compute | None = None,
+    groups: int = 1,
 ) -> torch.Tensor:
     """Features [B, C_last'] of ``images`` [B, in_channels, H, W], where C_last' is the width of
-    ``params`` (full or extracted sub-model): the network, then global average pooling. With
+    ``params`` (full or extracted sub-model): the network, then global average pooling.
+    ``groups`` > 1: the batch is that many independent batches of B / groups images one after
+    the other (few-shot episodes' support or query sets), each normalised with its own
+    statistics: the features of ``groups`` separate forwards (bit-identical on the CPU,
+    measured), in one. With
     ``compute``, in its precision (a bf16 forward hands back features in the images' dtype)
     and memory format: channels-last gives the images NHWC strides, so the convolutions run
     NHWC (their outputs follow their inputs' format; the weights stay as they are, since
@@ -266,28 +296,29 @@ def forward(
     if compute.channels_last:  # empty_like: NHWC strides even for one channel (Omniglot)
         images = torch.empty_like(images, memory_format=torch.channels_last).copy_(images)
     with compute.autocast():
-        features = _features(spec, params, images)
+        features = _features(spec, params, images, partial(_unit, groups=groups))
     return features.to(images.dtype)
 
 
-def _features(spec: NetSpec, params: Params, images: torch.Tensor) -> torch.Tensor:
+def _features(spec: NetSpec, params: Params, images: torch.Tensor, unit) -> torch.Tensor:
+    """The layers, each conv + norm a ``unit`` (:func:`_unit` with the forward's groups)."""
     h = images
     if spec.kind == "conv4":
         for i in range(len(spec.channels)):
-            h = F.max_pool2d(F.relu(_unit(params, f"blocks.{i}", h)), 2)
+            h = F.max_pool2d(F.relu(unit(params, f"blocks.{i}", h)), 2)
     elif spec.kind == "resnet12":
         for i in range(len(spec.channels)):
             p = f"blocks.{i}"
-            out = F.leaky_relu(_unit(params, f"{p}.c1", h), _LEAKY_SLOPE)
-            out = F.leaky_relu(_unit(params, f"{p}.c2", out), _LEAKY_SLOPE)
-            out = _unit(params, f"{p}.c3", out) + _unit(params, f"{p}.shortcut", h)
+            out = F.leaky_relu(unit(params, f"{p}.c1", h), _LEAKY_SLOPE)
+            out = F.leaky_relu(unit(params, f"{p}.c2", out), _LEAKY_SLOPE)
+            out = unit(params, f"{p}.c3", out) + unit(params, f"{p}.shortcut", h)
             h = F.max_pool2d(F.leaky_relu(out, _LEAKY_SLOPE), 2)
     else:
-        h = F.relu(_unit(params, "stem", h))
+        h = F.relu(unit(params, "stem", h))
         for s in range(len(spec.channels)):
             for b in range(spec.blocks_per_stage):
                 p, stride = f"stages.{s}.{b}", 2 if _projects(s, b) else 1
-                out = _unit(params, f"{p}.c2", F.relu(_unit(params, f"{p}.c1", h, stride)))
-                short = _unit(params, f"{p}.shortcut", h, stride) if _projects(s, b) else h
+                out = unit(params, f"{p}.c2", F.relu(unit(params, f"{p}.c1", h, stride)))
+                short = unit(params, f"{p}.shortcut", h, stride) if _projects(s, b) else h
                 h = F.relu(out + short)
     return h.mean(dim=(-2, -1))

@@ -270,9 +270,19 @@ class FewShotProblem(BilevelProblem):
         }
 
     def _features(self, x: Params, images: torch.Tensor) -> torch.Tensor:
-        """Unit-norm features of a [tasks, n, 1, H, W] stack -> [tasks, n, d]."""
+        """Unit-norm features of a [tasks, n, 1, H, W] stack -> [tasks, n, d], each task's set
+        normalised with its own statistics, as in training (an episode's support or query set
+        alone). On CUDA the tasks go through one forward (``groups``); on the CPU one forward
+        per task is faster (Conv4-16, 50 query sets of 75: 2.5 s against 6.7 s for groups of
+        10, measured), with the same numbers."""
         tasks, n = images.shape[:2]
-        flat = forward(self.config.net, x, images.flatten(0, 1), self.compute)
+        per_forward = tasks if self.compute.device.type == "cuda" else 1
+        flat = torch.cat(
+            [
+                forward(self.config.net, x, part.flatten(0, 1), self.compute, groups=len(part))
+                for part in images.split(per_forward)
+            ]
+        )
         return F.normalize(flat, dim=-1).view(tasks, n, -1)
 
     def _fit_heads(self, features: torch.Tensor, labels: torch.Tensor):
