@@ -2,7 +2,8 @@
 
 The suite is recognised by the ``suite`` column of ``results.csv``; every suite gets the
 summary table (``summary.md``) and the seed table with its plots (``final.md``, ``final.csv``,
-``rounds_<metric>.png``), and the paper's suites get their own report beside them. Nothing
+``rounds_<metric>.png``), and the paper's suites get their own report beside them (the
+synthetic suite: its methods at equal oracle calls and bytes, ``budgets.md``). Nothing
 here needs the data sets: the sub-model cost fractions come from the folder's cache
 (``report.costs``) when the data are absent.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from rabo_bench.engine.suite import load_suite
+from rabo_bench.report.budgets import write_budget_report
 from rabo_bench.report.cifar import write_cifar_report
 from rabo_bench.report.costs import COST_CACHE
 from rabo_bench.report.omniglot import (
@@ -32,6 +34,7 @@ REPORTS = {
     "omniglot-scaling": write_scaling_report,
     "omniglot-coverage": write_coverage_report,
     "cifar-lt": write_cifar_report,
+    "synthetic": write_budget_report,
 }
 
 
