@@ -128,7 +128,7 @@ def test_v_is_carried_between_rounds_and_a_run_resumed_with_it_continues_identic
     """What a checkpoint holds (x, y, round, the carried state) continues the run exactly;
     without the carried v it does not, so the resume test (tests/integration/test_resume.py)
     checks the state."""
-    problem, algorithm = quadratic(noise=0.3), simfbo(radius=100.0)
+    problem, algorithm = quadratic(noise=0.3), simfbo(radius=100.0, steps=1)
     whole, partial = (FederatedRun(problem, algorithm, [1.0] * 3, "resume") for _ in range(2))
     for _ in range(3):
         whole.step()
