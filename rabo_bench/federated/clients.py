@@ -91,9 +91,15 @@ class Streams:
         return self.made[client]
 
 
+def side(key: str) -> str:
+    """The side ("x" or "y") whose shape and mask an upload ``key`` has: "x" is x-shaped, every
+    other key y-shaped (y itself, or a y-sized vector such as SimFBO's v)."""
+    return "x" if key == "x" else "y"
+
+
 def unpack(objective: LocalObjective, key: str, sub: torch.Tensor) -> Params:
-    """A client's flat upload for ``key`` ("x" or "y") as a full-shaped dict, zero off its mask."""
-    return objective.unpack_x(sub) if key == "x" else objective.unpack_y(sub)
+    """A client's flat upload for ``key`` as a full-shaped dict, zero off its mask."""
+    return objective.unpack_x(sub) if side(key) == "x" else objective.unpack_y(sub)
 
 
 @dataclass(frozen=True)
@@ -115,8 +121,9 @@ class Phase:
 
 
 def held(masks: ClientMasks, key: str, device: torch.device) -> dict[str, torch.Tensor]:
-    """The dense mask of a client's upload ``key`` ("x" or "y"), on the upload's ``device``."""
-    return (masks.x if key == "x" else masks.y).dense(device)
+    """The dense mask of a client's upload ``key`` (its :func:`side`'s), on the upload's
+    ``device``."""
+    return (masks.x if side(key) == "x" else masks.y).dense(device)
 
 
 class ClientSimulator(ABC):

@@ -69,7 +69,11 @@ class RoundContext:
     counting) and keeps only the state the real round left. Values are tensors, numbers,
     strings, and lists or dicts of them (what ``torch.load(weights_only=True)`` reads back).
     Entries are server-side: client code that reads per-client entries by the client's index
-    cannot run under vmap, so such a part reports ``vectorisable = False``."""
+    cannot run under vmap, so such a part reports ``vectorisable = False``.
+
+    ``handoff`` is what a part hands a later phase of the same round, by the part's name
+    (SimFBO's inner phase hands its outer step the clients' x directions): neither carried
+    to the next round nor saved."""
 
     problem: BilevelProblem
     round: int
@@ -78,6 +82,7 @@ class RoundContext:
     simulator: ClientSimulator | None = None
     state: dict[str, Any] = field(default_factory=dict)
     ledger: CostLedger = field(init=False)
+    handoff: dict[str, Any] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ledger = CostLedger.empty(self.num_clients)

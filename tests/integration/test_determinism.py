@@ -65,7 +65,7 @@ def test_few_shot_only_algorithms_fail_clearly_on_the_synthetic_problem(name, tm
 
 
 def test_different_seeds_differ(first):
-    for algorithm in ("rabo", "rafbo", "fedmbo"):
+    for algorithm in ("rabo", "rafbo", "fedmbo", "simfbo"):
         runs = [[r for r in first if r["algorithm"] == algorithm and r["seed"] == s] for s in "01"]
         assert runs[0][0]["run_id"] != runs[1][0]["run_id"]
         for q in (0, -1):
