@@ -69,7 +69,11 @@ class RoundContext:
     counting) and keeps only the state the real round left. Values are tensors, numbers,
     strings, and lists or dicts of them (what ``torch.load(weights_only=True)`` reads back).
     Entries are server-side: client code that reads per-client entries by the client's index
-    cannot run under vmap, so such a part reports ``vectorisable = False``."""
+    cannot run under vmap, so such a part reports ``vectorisable = False``.
+
+    ``trace`` is what a part leaves for a later part of the same round (one entry per owner),
+    e.g. the inner phase's global iterates for an outer step that differentiates through them
+    (AggITD, ``baselines/aggitd.py``): made empty for every round, never carried or saved."""
 
     problem: BilevelProblem
     round: int
@@ -78,6 +82,7 @@ class RoundContext:
     simulator: ClientSimulator | None = None
     state: dict[str, Any] = field(default_factory=dict)
     ledger: CostLedger = field(init=False)
+    trace: dict[str, Any] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ledger = CostLedger.empty(self.num_clients)
