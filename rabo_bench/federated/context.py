@@ -72,7 +72,8 @@ class RoundContext:
     cannot run under vmap, so such a part reports ``vectorisable = False``.
 
     ``handoff`` is what a part hands a later phase of the same round, by the part's name
-    (SimFBO's inner phase hands its outer step the clients' x directions): neither carried
+    (SimFBO's inner phase hands its outer step the clients' x directions; AggITD's the
+    global iterates its backward rounds start from): neither carried
     to the next round nor saved."""
 
     problem: BilevelProblem

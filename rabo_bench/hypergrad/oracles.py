@@ -237,6 +237,11 @@ class Products:
     y: torch.Tensor
     batch: Batch
 
+    @property
+    def grad_y(self) -> torch.Tensor:
+        """grad_y g at (x, y) on the batch, uncounted, as ``GradientGraph.grad_y``."""
+        return self.oracles.grad_y_g_uncounted(self.x, self.y, self.batch)
+
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
         return self.oracles.hvp(self.x, self.y, v, self.batch)
 

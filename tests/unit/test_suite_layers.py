@@ -51,7 +51,15 @@ def line_of(text: str, needle: str) -> int:
 def test_groups_split_the_registry_by_outer_step():
     groups = algorithms.groups()
     assert groups["all"] == tuple(sorted(algorithms.available()))
-    assert groups["bilevel"] == ("fedmbo", "fednest", "lfednest", "rabo", "rafbo", "simfbo")
+    assert groups["bilevel"] == (
+        "aggitd",
+        "fedmbo",
+        "fednest",
+        "lfednest",
+        "rabo",
+        "rafbo",
+        "simfbo",
+    )
     assert set(groups["bilevel"]) | set(groups["single_level"]) == set(groups["all"])
     assert not set(groups["bilevel"]) & set(groups["single_level"])
 
