@@ -72,7 +72,7 @@ def line_of(path: str, needle: str) -> int:
         ("rounds = 3\n", "rounds = 0\n", "rounds = 0", "rounds = 0 must be an integer >= 1"),
         ("dim_y = 6 }", "dim_y = -6 }", "dim_y = -6", "problem.dim_y = -6 must be an integer >= 1"),
         ("seeds = 2", "seeds = 2\nbogus = 1", "bogus = 1", "unknown key presets.smoke.bogus"),
-        ('"oap", "fedavg"]', '"oap", "fedavg", "oap"]', "algorithms =", "has duplicates"),
+        ('"oap", "fedavg",\n', '"oap", "fedavg", "oap",\n', "algorithms =", "has duplicates"),
         ("[overrides.rafbo]", "[overrides.nope]", "[overrides.nope]", "unknown algorithm 'nope'"),
     ],
 )
