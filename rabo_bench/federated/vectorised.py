@@ -28,7 +28,7 @@ from torch.func import vmap
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from rabo_bench.federated.aggregation import MaskedSum
-from rabo_bench.federated.clients import ClientSimulator, ClientView, held, unpack
+from rabo_bench.federated.clients import ClientSimulator, ClientView, held, side, unpack
 from rabo_bench.hypergrad import LocalObjective, OracleCounter
 from rabo_bench.hypergrad.oracles import FunctionalOracles
 from rabo_bench.params import Layout, Params
@@ -243,10 +243,11 @@ class VectorisedClients(ClientSimulator):
             views[0].book(ctx.ledger, group.clients)
             for key, update in uploads.items():
                 total = sums.setdefault(key, MaskedSum())
+                masks = group.masks[side(key)]
                 if ctx.seeds is None:
-                    total.add_stacked(update, group.masks[key])
+                    total.add_stacked(update, masks)
                 else:
-                    total.add_rows(update, group.masks[key], group.rows, ctx.seeds)
+                    total.add_rows(update, masks, group.rows, ctx.seeds)
         return sums
 
     def one(self, phase, client, fn) -> dict[str, Params]:
