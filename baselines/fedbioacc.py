@@ -1,6 +1,7 @@
 """FedBiOAcc (J. Li, F. Huang, H. Huang, NeurIPS 2023, arXiv 2302.06701): FedBiO accelerated
 with momentum-based variance reduction, for a global lower-level problem. Specification,
-sources and what we interpreted: ``docs/algorithms/fedbioacc.md`` (no official code was found).
+sources and what we interpreted: ``docs/algorithms/fedbioacc.md`` (only the abstract could be
+read and no official code was found, so the rules below are our reading, [OURS] there).
 One round q is one communication period of I local steps; full participation, full models.
 
 Client i keeps z = (x, y, u), u the variable of the linear system d^2_yy g u = grad_y f, and one
@@ -10,7 +11,7 @@ for f, zeta for g):
     omega(z; b) = grad_y g_i(x, y; zeta)                                (the lower problem)
     q(z; b)     = d^2_yy g_i(x, y; zeta) u - grad_y f_i(x, y; xi)       (the quadratic in u)
 Local step t (the run's global step counter), a_t = delta / (u0 + t)^(1/3):
-    x' = x - eta a_t nu,    y' = y - gamma a_t omega,    u' = u - tau a_t q,
+    x' = x - eta a_t nu,    y' = y - gamma a_t omega,    u' = u - tau a_t q   (tau: gamma if unset),
     m' = m(z'; b_{t+1}) + (1 - c a_t^2) (m - m(z; b_{t+1}))    for each estimator (its own c),
 with one fresh batch b_{t+1} for both points. After the round's I-th step the server averages
 x, y, u, nu, omega and q; the averages start the next round (u, the estimators and t are the
