@@ -51,7 +51,7 @@ def line_of(text: str, needle: str) -> int:
 def test_groups_split_the_registry_by_outer_step():
     groups = algorithms.groups()
     assert groups["all"] == tuple(sorted(algorithms.available()))
-    assert groups["bilevel"] == ("fedmbo", "fednest", "lfednest", "rabo", "rafbo")
+    assert groups["bilevel"] == ("fedbioacc", "fedmbo", "fednest", "lfednest", "rabo", "rafbo")
     assert set(groups["bilevel"]) | set(groups["single_level"]) == set(groups["all"])
     assert not set(groups["bilevel"]) & set(groups["single_level"])
 
