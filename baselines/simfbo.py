@@ -86,10 +86,12 @@ class SimultaneousLocalSteps(InnerSolver):
                 h_x, h_y, h_v = h_x + d_x, h_y + d_y, h_v + d_v
                 x_k, y_k, v_k = x_k - self.x_lr * d_x, y_k - self.lr * d_y, v_k - self.v_lr * d_v
             view.send_up(len(h_x) + len(h_y) + len(h_v))
-            return {"x": h_x / self.steps, "y": h_y / self.steps, "v": h_v / self.steps}
+            return {"x": h_x / self.steps, "y": h_y / self.steps, "y.v": h_v / self.steps}
 
         sums = ctx.map_clients(client, masks, "inner", x, y)
-        ctx.state[self.name] = project(sums["v"].step(v, self.v_server_lr), self.radius, ctx.seeds)
+        ctx.state[self.name] = project(
+            sums["y.v"].step(v, self.v_server_lr), self.radius, ctx.seeds
+        )
         ctx.handoff[self.name] = sums["x"]
         return x, sums["y"].step(y, self.server_lr)
 

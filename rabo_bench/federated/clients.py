@@ -1,7 +1,8 @@
 """How the clients of one round are simulated (DESIGN.md §5).
 
 A solver writes what ONE client does as a function of a :class:`ClientView` that returns the
-client's upload as flat sub-model vectors, ``{"x": ..., "y": ...}``. A client simulator runs that
+client's upload as flat sub-model vectors, ``{"x": ..., "y": ...}`` (further x- or y-shaped
+vectors under ``"x.<name>"`` / ``"y.<name>"``, :func:`side`). A client simulator runs that
 function for the clients and returns the server's :class:`MaskedSum` per key, from which the
 solver takes its step (SPEC eq. 6 and eq. 8):
 
@@ -92,13 +93,17 @@ class Streams:
 
 
 def side(key: str) -> str:
-    """The side ("x" or "y") whose shape and mask an upload ``key`` has: "x" is x-shaped, every
-    other key y-shaped (y itself, or a y-sized vector such as SimFBO's v)."""
-    return "x" if key == "x" else "y"
+    """The side ("x" or "y") of an upload ``key``: "x", "y", or "x.<name>" / "y.<name>" for a
+    further vector shaped like x or y (FedBiOAcc's averaged estimators, SimFBO's v)."""
+    head = key.split(".", 1)[0]
+    if head not in ("x", "y"):
+        raise ValueError(f"upload key {key!r} must be 'x', 'y', 'x.<name>' or 'y.<name>'")
+    return head
 
 
 def unpack(objective: LocalObjective, key: str, sub: torch.Tensor) -> Params:
-    """A client's flat upload for ``key`` as a full-shaped dict, zero off its mask."""
+    """A client's flat upload for ``key`` (its :func:`side` x or y) as a full-shaped dict, zero
+    off its mask."""
     return objective.unpack_x(sub) if side(key) == "x" else objective.unpack_y(sub)
 
 
@@ -121,7 +126,7 @@ class Phase:
 
 
 def held(masks: ClientMasks, key: str, device: torch.device) -> dict[str, torch.Tensor]:
-    """The dense mask of a client's upload ``key`` (its :func:`side`'s), on the upload's
+    """The dense mask of a client's upload ``key`` (its :func:`side`), on the upload's
     ``device``."""
     return (masks.x if side(key) == "x" else masks.y).dense(device)
 

@@ -35,6 +35,20 @@ class OuterStep(Checked, ABC):
         """The new global x, given the broadcast inner iterate y = y^{q+1}; ``inner`` is the
         algorithm's inner solver (clients adapt y to each task with it on per-task problems)."""
 
+    def round(
+        self,
+        ctx: RoundContext,
+        x: Params,
+        y: Params,
+        masks: list[ClientMasks],
+        inner: InnerSolver,
+    ) -> tuple[Params, Params]:
+        """The round's (x^{q+1}, y^{q+1}) from (x^q, y^q): ``inner``'s phase, then this step.
+        A single-loop method, whose clients move x and y together in one loop of local steps
+        (FedBiOAcc, ``baselines/fedbioacc.py``), overrides this alone."""
+        x_mid, y_next = inner.run(ctx, x, y, masks)
+        return self.run(ctx, x_mid, y_next, masks, inner), y_next
+
 
 @dataclass(frozen=True)
 class LocalHypergradient(OuterStep):

@@ -4,7 +4,8 @@ One global iteration q (SPEC §2, Algorithm 1):
     masks   = policy.assign(x^q, y^q, r)                      server, eq. (3)
     x', y^{q+1} = inner.run(x^q, y^q, masks)                  clients eq. (5), server eq. (6)
     x^{q+1} = outer.run(x', y^{q+1}, masks, inner)            clients eq. (7)/(10), server eq. (8)
-(x' = x^q for bilevel methods; single-level baselines train x jointly in the inner phase.)
+(x' = x^q for bilevel methods; single-level baselines train x jointly in the inner phase; a
+single-loop method's outer step runs both phases as one loop, ``OuterStep.round``.)
 Parts that carry state between rounds (momentum, warm starts) keep it in the run's ``state``
 (``RoundContext.state``), which is checkpointed with x and y.
 Each part records its clients' oracle calls and messages. How the clients are simulated is the
@@ -134,8 +135,7 @@ def advance(
     algorithm, ctx: RoundContext, x: Params, y: Params, masks: list[ClientMasks]
 ) -> tuple[Params, Params]:
     """The clients' work of a round from (x, y): inner phase, outer phase, the server's steps."""
-    x_mid, y_next = algorithm.inner.run(ctx, x, y, masks)
-    x_next = algorithm.outer.run(ctx, x_mid, y_next, masks, algorithm.inner)
+    x_next, y_next = algorithm.outer.round(ctx, x, y, masks, algorithm.inner)
     ctx.simulator.finish_round(ctx)
     return x_next, y_next
 

@@ -243,10 +243,11 @@ class VectorisedClients(ClientSimulator):
             views[0].book(ctx.ledger, group.clients)
             for key, update in uploads.items():
                 total = sums.setdefault(key, MaskedSum())
+                masks = group.masks[side(key)]
                 if ctx.seeds is None:
-                    total.add_stacked(update, group.masks[side(key)])
+                    total.add_stacked(update, masks)
                 else:
-                    total.add_rows(update, group.masks[side(key)], group.rows, ctx.seeds)
+                    total.add_rows(update, masks, group.rows, ctx.seeds)
         return sums
 
     def one(self, phase, client, fn) -> dict[str, Params]:

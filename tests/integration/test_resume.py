@@ -84,7 +84,7 @@ def test_killed_sweep_resumes_to_the_uninterrupted_rows(tmp_path):
     assert len(keys) == len(set(keys)) == 2 * (ROUNDS + 1)
 
 
-@pytest.mark.parametrize("name", ["rabo", "fednest", "lfednest", "simfbo", "aggitd"])
+@pytest.mark.parametrize("name", ["rabo", "fednest", "lfednest", "simfbo", "aggitd", "fedbioacc"])
 def test_restarted_run_continues_from_its_checkpoint_round(tmp_path, name):
     spec = expand(load_suite("synthetic", "smoke", seeds=1, algorithm_names=[name]))[0]
     problem = ProblemCache()(spec)

@@ -53,6 +53,7 @@ def test_groups_split_the_registry_by_outer_step():
     assert groups["all"] == tuple(sorted(algorithms.available()))
     assert groups["bilevel"] == (
         "aggitd",
+        "fedbioacc",
         "fedmbo",
         "fednest",
         "lfednest",
