@@ -2,8 +2,9 @@
 same in every figure of every report and in the rate plots, whatever else a figure shows.
 
 The paper's methods and baselines have fixed entries (matplotlib's tab10, in the order of the
-paper's tables); any other name gets a colour and a marker from a hash of the name, so it too
-keeps them from figure to figure (two such names may share one). The paper's methods are solid
+paper's tables), and so do the field's bilevel methods of docs/algorithms/ (tab20b's darker
+shades); any other name gets a colour and a marker from a hash of the name, so it too keeps
+them from figure to figure (two such names may share one). The paper's methods are solid
 lines, every other method dashed. Colours are hex strings: no plotting library is needed here,
 and both ``rabo_bench.report`` and ``rabo_bench.theory`` (one floor up) can use this module.
 """
@@ -27,13 +28,19 @@ FIXED = {
     "fiarse": ("#7f7f7f", "*"),
     "protonet": ("#bcbd22", "h"),
     "maml": ("#17becf", "p"),
+    # the field's federated bilevel methods (issue 19): tab20b's darker shades, distinct
+    "fednest": ("#393b79", "<"),
+    "lfednest": ("#637939", ">"),
+    "simfbo": ("#8c6d31", "d"),
+    "aggitd": ("#843c39", "H"),
+    "fedbioacc": ("#7b4173", "8"),
 }
-# for other names: tab20b's darker shades, none of them in FIXED, and markers none of FIXED use
+# for other names: tab20b's lighter shades and markers, none of them in FIXED
 EXTRA_COLOURS = (
-    "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173",
     "#5254a3", "#8ca252", "#bd9e39", "#ad494a", "#a55194",
+    "#6b6ecf", "#b5cf6b", "#e7ba52", "#d6616b", "#ce6dbd",
 )  # fmt: skip
-EXTRA_MARKERS = ("<", ">", "d", "H", "8")
+EXTRA_MARKERS = ("1", "2", "3", "4", "+")
 
 
 class MethodStyle(NamedTuple):

@@ -96,7 +96,7 @@ def legend_texts(fig) -> list[str]:
 
 def test_every_method_has_one_style_and_unknown_names_a_fixed_one():
     brief = ("rabo", "rafbo", "fedmbo", "fedavg", "static", "oap", "fedrolex", "fiarse")
-    names = (*brief, "protonet", "maml")
+    names = (*brief, "protonet", "maml", "fednest", "lfednest", "simfbo", "aggitd", "fedbioacc")
     styles = [method_style(name) for name in names]
     assert len({s.colour for s in styles}) == len({s.marker for s in styles}) == len(names)
     assert [s.linestyle for s in styles[:3]] == ["-", "-", "--"]  # the paper's methods solid
