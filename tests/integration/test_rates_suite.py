@@ -93,7 +93,7 @@ def test_bad_rate_tables_are_one_line_errors(tmp_path, edit, message):
 def test_rate_suite_is_listed_with_its_presets(tmp_path):
     shutil.copy(SUITES_DIR / "rates.toml", tmp_path / "copy.toml")
     suite = load_suite(str(tmp_path / "copy.toml"), "cpu")
-    assert suite.rates and set(suite.presets) == {"smoke", "cpu", "coupled"}
+    assert suite.rates and set(suite.presets) == {"smoke", "cpu", "coupled", "field"}
 
 
 @pytest.mark.parametrize(
