@@ -20,15 +20,11 @@ from rabo_bench.cli import main
 from rabo_bench.federated.context import derive_generator
 from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.problems import LogisticHyperProblem, QuadraticBilevel
+from tests.field_quadratic import quadratic
 
 TOL = 1e-12
 TAU, BETA, CALLS, ALPHA = 3, 0.3, 2, 0.2
 SETTINGS = {"inner": {"steps": TAU, "lr": BETA, "calls": CALLS}, "outer": {"lr": ALPHA}}
-
-
-def quadratic(**changes) -> QuadraticBilevel:
-    settings = dict(dim_x=3, dim_y=4, num_clients=3, noise=0.0, heterogeneity=0.5, nu=0.5, seed=1)
-    return QuadraticBilevel(**{**settings, **changes})
 
 
 class Reference:

@@ -20,6 +20,7 @@ from rabo_bench.engine.checkpoint import Checkpoint, RunState
 from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.federated.seeds import SeedBatch
 from rabo_bench.problems import QuadraticBilevel
+from tests.field_quadratic import quadratic
 
 TOL = 1e-12
 STEPS, GAMMA, C_OMEGA = 3, 0.3, 0.8
@@ -29,11 +30,6 @@ SETTINGS = {
     "outer": {"lr": ETA, "momentum": C_NU, "u_lr": TAU, "u_momentum": C_U,
               "delta": DELTA, "offset": OFFSET},
 }  # fmt: skip
-
-
-def quadratic(**changes) -> QuadraticBilevel:
-    settings = dict(dim_x=3, dim_y=4, num_clients=3, noise=0.0, heterogeneity=0.5, nu=0.5, seed=1)
-    return QuadraticBilevel(**{**settings, **changes})
 
 
 class Reference:

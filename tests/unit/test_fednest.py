@@ -18,6 +18,7 @@ from rabo_bench.algorithms import get
 from rabo_bench.cli import main
 from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.problems import QuadraticBilevel
+from tests.field_quadratic import quadratic
 from tests.unit.test_client_simulators import assert_same_run, problems
 
 TOL = 1e-12
@@ -32,11 +33,6 @@ SETTINGS = {
         "outer": {"lr": ALPHA, "local_steps": TAU_OUT, "estimator": {"terms": TERMS, "eta": ETA}},
     },
 }
-
-
-def quadratic(**changes) -> QuadraticBilevel:
-    settings = dict(dim_x=3, dim_y=4, num_clients=3, noise=0.0, heterogeneity=0.5, nu=0.5, seed=1)
-    return QuadraticBilevel(**{**settings, **changes})
 
 
 class Reference:

@@ -21,6 +21,7 @@ from rabo_bench.federated.inner import LocalSGD
 from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.federated.seeds import SeedBatch
 from rabo_bench.problems import QuadraticBilevel
+from tests.field_quadratic import quadratic
 
 TOL = 1e-12
 TAU, ETA_Y, ETA_V, ETA_X, GAMMA_Y, GAMMA_V, GAMMA_X, RADIUS = 3, 0.3, 0.4, 0.2, 0.5, 0.6, 0.4, 0.3
@@ -32,11 +33,6 @@ SETTINGS = {
     "outer": {"lr": GAMMA_X},
 }  # fmt: skip
 STATE = "simultaneous_local_steps"  # the inner part's name: its entry in RoundContext.state
-
-
-def quadratic(**changes) -> QuadraticBilevel:
-    settings = dict(dim_x=3, dim_y=4, num_clients=3, noise=0.0, heterogeneity=0.5, nu=0.5, seed=1)
-    return QuadraticBilevel(**{**settings, **changes})
 
 
 def simfbo(**inner) -> Algorithm:
