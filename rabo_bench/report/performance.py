@@ -2,6 +2,12 @@
 PROVENANCE.md (command, commit, machine, date, wall time) and the raw JSON beside them.
 
     python -m rabo_bench.report.performance BENCH_JSON OUTDIR [--gpu GPU_JSON] [--wall-seconds S]
+    python -m rabo_bench.report.performance OUTDIR/benchmark.json OUTDIR --update PART_JSON
+
+``--update`` re-reports after re-running some benchmarks (e.g. one test file): the benchmarks of
+every test function in PART_JSON replace that function's benchmarks in BENCH_JSON, and the
+merged ``benchmark.json`` lists under ``updates`` which tests came from which run, so
+PROVENANCE.md names the commit, date and machine of each part.
 
 ``--gpu`` merges a run of the same benchmarks on a GPU machine: a CPU-vs-GPU table of the round
 times at N = 100, 1000, 10000, labelled with the GPU model that run recorded. Times are medians
@@ -37,9 +43,16 @@ class Result:
 
 
 def load(path: Path) -> tuple[dict[str, Any], list[Result]]:
-    data = json.loads(path.read_text())
+    return _results(json.loads(path.read_text()))
+
+
+def _test(benchmark: dict[str, Any]) -> str:
+    return benchmark["name"].split("[")[0]
+
+
+def _results(data: dict[str, Any]) -> tuple[dict[str, Any], list[Result]]:
     results = [
-        Result(b["name"].split("[")[0], b["stats"]["median"], b["stats"]["rounds"], b["extra_info"])
+        Result(_test(b), b["stats"]["median"], b["stats"]["rounds"], b["extra_info"])
         for b in data["benchmarks"]
     ]
     return data, results
@@ -391,13 +404,30 @@ def gpu_section(cpu: list[Result], gpu: list[Result], gpu_model: str) -> list[st
     ]
 
 
-def provenance(data: dict[str, Any], command: str, wall: float | None, label: str) -> list[str]:
+def merge(base: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with every benchmark of the test functions ``part`` ran replaced by ``part``'s,
+    and that run (its tests, commit, date and machine) appended to ``updates``."""
+    tests = sorted({_test(b) for b in part["benchmarks"]})
+    kept = [b for b in base["benchmarks"] if _test(b) not in tests]
+    run = {k: part.get(k) for k in ("machine_info", "commit_info", "datetime")}
+    return {
+        **base,
+        "benchmarks": kept + part["benchmarks"],
+        "updates": [*base.get("updates", []), {"tests": tests, **run}],
+    }
+
+
+def provenance(
+    data: dict[str, Any], command: str | None, wall: float | None, label: str
+) -> list[str]:
+    """A run's provenance block; ``command`` None: the pytest command alone (a re-run)."""
     machine, commit = data["machine_info"], data.get("commit_info", {})
     dirty = " (with uncommitted changes)" if commit.get("dirty") else ""
+    pytest = f"pytest {shlex.join(machine.get('pytest_args', []))}"
     lines = [
         f"## {label}",
         "",
-        f"* command: `{command}`, i.e. `pytest {shlex.join(machine.get('pytest_args', []))}`",
+        f"* command: `{pytest}`" if command is None else f"* command: `{command}`, i.e. `{pytest}`",
         f"* git commit: {commit.get('id', 'unknown')}{dirty}",
         f"* date (end of run): {data['datetime']}",
         f"* CPU: {machine.get('cpu_model')}, {machine.get('logical_cores')} logical cores, "
@@ -412,13 +442,26 @@ def provenance(data: dict[str, Any], command: str, wall: float | None, label: st
     return [*lines, ""]
 
 
-def write(bench: Path, out: Path, gpu: Path | None, wall: float | None, command: str) -> list[Path]:
-    data, results = load(bench)
+def write(
+    bench: Path,
+    out: Path,
+    gpu: Path | None,
+    wall: float | None,
+    command: str,
+    update: Path | None = None,
+) -> list[Path]:
+    """The report of ``bench`` (with ``update``'s re-run merged in) in ``out``; ``command`` and
+    ``wall`` describe the run of ``bench`` where its JSON does not record them."""
+    data = json.loads(bench.read_text())
+    command, wall = data.setdefault("command", command), data.setdefault("wall_seconds", wall)
+    if update is not None:
+        data = merge(data, json.loads(update.read_text()))
+    data, results = _results(data)
     out.mkdir(parents=True, exist_ok=True)
     body = [
         "# Performance benchmarks",
         "",
-        f"Written by `rabo_bench/report/performance.py` from `{bench.name}` (`make bench`); "
+        "Written by `rabo_bench/report/performance.py` from `benchmark.json` (`make bench`); "
         "machine and commit in PROVENANCE.md.",
         "",
         *round_section(results),
@@ -430,7 +473,9 @@ def write(bench: Path, out: Path, gpu: Path | None, wall: float | None, command:
         *reference_section(results),
     ]
     prov = ["# Provenance", "", *provenance(data, command, wall, "CPU run")]
-    shutil.copyfile(bench, out / "benchmark.json")
+    for part in data.get("updates", []):
+        label = "Re-run of " + ", ".join(f"`{t}`" for t in part["tests"])
+        prov += provenance(part, None, None, label)
     written = [out / "README.md", out / "PROVENANCE.md", out / "benchmark.json"]
     if gpu is not None:
         gpu_data, gpu_results = load(gpu)
@@ -442,6 +487,7 @@ def write(bench: Path, out: Path, gpu: Path | None, wall: float | None, command:
         written.append(out / "benchmark-gpu.json")
     written[0].write_text("\n".join(body))
     written[1].write_text("\n".join(prov))
+    written[2].write_text(json.dumps(data, indent=1) + "\n")
     return written
 
 
@@ -452,8 +498,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpu", type=Path, help="pytest-benchmark JSON of a GPU run")
     parser.add_argument("--wall-seconds", type=float, help="wall time of the whole run")
     parser.add_argument("--command", default="make bench", help="the command that ran it")
+    parser.add_argument(
+        "--update",
+        type=Path,
+        help="pytest-benchmark JSON of a re-run of some tests (replaces their benchmarks)",
+    )
     args = parser.parse_args(argv)
-    for path in write(args.bench, args.out, args.gpu, args.wall_seconds, args.command):
+    paths = write(args.bench, args.out, args.gpu, args.wall_seconds, args.command, args.update)
+    for path in paths:
         print(f"wrote {path}")
 
 
