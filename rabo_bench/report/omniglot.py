@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from rabo_bench.algorithms import display_name
-from rabo_bench.report.claims import MATCHED, claims_table, plateau_table
+from rabo_bench.report.claims import LONG, MATCHED, claims_table, plateau_table
 from rabo_bench.report.costs import percent, relative_costs
 from rabo_bench.report.curves import write_budget_curves
 from rabo_bench.report.paper import (
@@ -174,10 +174,25 @@ def matched_markdown(table: pd.DataFrame, ours: dict[str, dict[str, float]]) -> 
     return lines
 
 
+def long_markdown(table: pd.DataFrame, ours: dict[str, dict[str, float]]) -> list[str]:
+    """RABO at the horizon of each ``<setting>-long`` variant (RABO alone, more rounds) next to
+    ``<setting>``'s methods at theirs."""
+    lines = []
+    for row in table[table["setting"].astype(str).str.endswith(LONG)].itertuples():
+        base = row.setting.removesuffix(LONG)
+        others = ", ".join(f"{display_name(m)} {v[base]:.2f}" for m, v in ours.items() if base in v)
+        lines.append(
+            f"- {base}: {display_name(row.algorithm)} at the `{row.setting}` horizon "
+            f"{row.accuracy:.2f} ± {row.ci95:.2f} (sub-models "
+            f"{mean_ci_cell(row.submodel, row.submodel_ci95)}); at `{base}`'s: {others}"
+        )
+    return lines
+
+
 def write_omniglot_report(folder: Path, results: pd.DataFrame) -> list[Path]:
     finals = final_rows(results)
     everything = accuracy_table(finals)
-    table = everything[~everything["setting"].astype(str).str.endswith(MATCHED)]
+    table = everything[~everything["setting"].astype(str).str.endswith((MATCHED, LONG))]
     ours = _ours(table)
     parts = [
         "# Omniglot: Table II analogue",
@@ -205,6 +220,9 @@ def write_omniglot_report(folder: Path, results: pd.DataFrame) -> list[Path]:
     matched = matched_markdown(everything, ours)
     if matched:
         parts += ["## Budget-matched sub-model baselines", "", *matched, ""]
+    longer = long_markdown(everything, ours)
+    if longer:
+        parts += ["## RABO at a longer horizon", "", *longer, ""]
     if "rabo" in ours:
         parts += [
             "## The paper's claims, paired over seeds",
@@ -223,6 +241,7 @@ def write_omniglot_report(folder: Path, results: pd.DataFrame) -> list[Path]:
     if "fedmbo" in ours:
         costs = relative_costs(folder, finals)
         focus = costs[costs["algorithm"].isin(["rabo", "rafbo", "fedmbo"])]
+        focus = focus[~focus["setting"].astype(str).str.endswith(LONG)]  # no FedMBO there
         ratios = [c for c in focus.columns if c.endswith("_ratio")]
         focus = focus.groupby(["setting", "algorithm"], sort=False)[ratios].mean().reset_index()
         parts += [

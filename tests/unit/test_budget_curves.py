@@ -133,3 +133,18 @@ def test_every_registered_algorithm_has_its_own_fixed_colour():
     colours = {name: method_style(name).colour for name in available()}
     assert len(set(colours.values())) == len(colours)
     assert colours["rabo"] == "#1f77b4"  # tab10 blue
+
+
+def test_omniglot_report_puts_rabos_longer_horizon_beside_the_base_setting(tmp_path):
+    folder = _folder(tmp_path, "omniglot", ["5w1s", "5w1s-long"], old_seed1=False)
+    results = read_results(folder)
+    results = results[(results["setting"] == "5w1s") | (results["algorithm"] == "rabo")]
+    write_omniglot_report(folder, results)
+    table = (folder / "table.md").read_text()
+    assert "5w1s-long ours" not in table  # not a column of the Table II analogue
+    rabo, static = display_name("rabo"), display_name("static")
+    assert (
+        f"- 5w1s: {rabo} at the `5w1s-long` horizon 45.50 ± {T_975_1 / 2:.2f} (sub-models "
+        f"40.50 ± 6.35); at `5w1s`'s: {rabo} 45.50, {static} 40.50"
+    ) in table
+    assert "| RABO at 2 rounds (5w1s-long) above static | 5w1s |" in table

@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from rabo_bench.report.claims import cifar_claims_table, paired_gain, plateau_table, verdict
+from rabo_bench.report.claims import (
+    cifar_claims_table,
+    claims_table,
+    paired_gain,
+    plateau_table,
+    verdict,
+)
 
 
 def test_paired_gain_is_the_mean_and_t_interval_of_per_seed_differences():
@@ -79,3 +85,31 @@ def test_cifar_claims_pair_each_seed_with_the_mean_of_the_four_sub_model_baselin
     assert rabo[3] == "holds"  # differences 10, 11, 9
     assert rows["RAFBO below RABO"].rstrip(" |").endswith("holds")
     assert "FedMBO (full) above RABO" not in rows  # no FedMBO runs: no row
+
+
+def test_rabo_at_its_longer_horizon_pairs_with_the_base_settings_other_methods():
+    """A ``-long`` setting (RABO alone, more rounds) is compared seed by seed with the base
+    setting's methods, and is not a setting of its own in the claims."""
+    accuracy = {  # (setting, method) -> per seed; the baselines' mean is 0.80, 0.81, 0.82
+        ("5w1s", "rabo"): (0.60, 0.62, 0.61),
+        ("5w1s", "fedmbo"): (0.77, 0.78, 0.77),
+        ("5w1s-long", "rabo"): (0.85, 0.85, 0.87),
+        **{("5w1s", b): (0.80, 0.81, 0.82) for b in ("static", "oap", "fedrolex", "fiarse")},
+    }
+    finals = pd.DataFrame(
+        [
+            {"setting": s, "algorithm": a, "seed": seed, "accuracy": acc,
+             "round": 500 if s.endswith("-long") else 120}
+            for (s, a), values in accuracy.items()
+            for seed, acc in enumerate(values)
+        ]
+    )  # fmt: skip
+    rows = {line.split("|")[1].strip(): line for line in claims_table(finals)[2:]}
+    assert all(line.split("|")[2].strip() == "5w1s" for line in rows.values())
+    cells = [c.strip() for c in rows["RABO at 500 rounds (5w1s-long) above the sub-model mean"]
+             .strip("|").split("|")]  # fmt: skip
+    mean, half, _ = paired_gain(pd.Series([85.0, 85.0, 87.0]), pd.Series([80.0, 81.0, 82.0]))
+    assert cells[3] == f"{mean:+.2f} ± {half:.2f} (3 seeds)" and mean == pytest.approx(14 / 3)
+    fedmbo = rows["FedMBO (full) above RABO at 500 rounds (5w1s-long)"]
+    assert fedmbo.rstrip(" |").endswith("reversed")  # FedMBO 8 points below in every seed
+    assert "RABO above the sub-model mean" in rows  # the 120-round comparison stays
