@@ -1,7 +1,8 @@
 """Budget-matched learning curves (DESIGN.md §4), from saved results: test accuracy against
 the global round, the counted FLOPs (``flops``) and the communicated bytes (``bytes_up +
 bytes_down``), one figure per x-axis, one panel per setting, each algorithm in its own colour
-(:mod:`rabo_bench.algorithms.style`), titled by the dataset and network of the runs.
+(:mod:`rabo_bench.algorithms.style`), titled by the dataset and network of the runs. A
+``<setting>-long`` variant (RABO run for more rounds) is drawn dotted in ``<setting>``'s panel.
 
 Per (setting, algorithm, round): the mean accuracy over the seeds with its Student-t 95% band,
 clipped to 0-100% (:func:`rabo_bench.report.seeds.seed_bands`), drawn at x = the mean over the
@@ -23,6 +24,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 
+from rabo_bench.report.claims import LONG
 from rabo_bench.report.runs import draw_method, save_panels, setting_panels
 from rabo_bench.report.seeds import seed_bands
 from rabo_bench.report.titles import setup_title
@@ -68,13 +70,25 @@ def mean_curves(rows: pd.DataFrame, x: str, y: str = "accuracy", scale: float = 
     return curves.reset_index().sort_values("round", kind="stable")
 
 
-def draw_curves(ax, curves: pd.DataFrame) -> set[str]:
-    """One line per algorithm in its style with its band; the kinds of band drawn."""
+def draw_curves(ax, curves: pd.DataFrame, variant: str = "") -> set[str]:
+    """One line per algorithm in its style with its band (dotted for a ``variant``); the kinds
+    of band drawn."""
     kinds = set()
     for algorithm, curve in curves.groupby("algorithm", sort=False):
-        draw_method(ax, curve["x"], curve["mean"], curve["low"], curve["high"], algorithm)
+        draw_method(ax, curve["x"], curve["mean"], curve["low"], curve["high"], algorithm, variant)
         kinds |= set(curve["band"].dropna())
     return kinds
+
+
+def panels_of(settings: list[str]) -> dict[str, list[str]]:
+    """Panel -> the settings drawn in it: a ``<setting>-long`` variant (one method run for more
+    rounds, :data:`rabo_bench.report.claims.LONG`) joins ``<setting>``'s panel where that
+    setting is present, so that its curve lies over the others on the same axes."""
+    panels: dict[str, list[str]] = {}
+    for setting in settings:
+        base = str(setting).removesuffix(LONG)
+        panels.setdefault(base if base in settings else setting, []).append(setting)
+    return panels
 
 
 def plot_budget_curves(results: pd.DataFrame, x: str, path: Path, title: str) -> list[Path]:
@@ -85,15 +99,19 @@ def plot_budget_curves(results: pd.DataFrame, x: str, path: Path, title: str) ->
     results = _columns(results)
     if results[x].isna().all():
         return []
-    settings = list(dict.fromkeys(results["setting"]))
+    panels_settings = panels_of(list(dict.fromkeys(results["setting"])))
+    settings = list(panels_settings)
     fig, panels = setting_panels(settings)
     kinds = set()
-    for ax, setting in zip(panels, settings, strict=True):
-        curves = mean_curves(results[results["setting"] == setting], x)
+    for ax, panel in zip(panels, settings, strict=True):
         if log:
             ax.set_xscale("log")
-            curves = curves[curves["x"] > 0]
-        kinds |= draw_curves(ax, curves)
+        for setting in panels_settings[panel]:
+            curves = mean_curves(results[results["setting"] == setting], x)
+            if log:
+                curves = curves[curves["x"] > 0]
+            variant = f"{int(results.loc[results['setting'] == setting, 'round'].max())} rounds"
+            kinds |= draw_curves(ax, curves, variant if setting != panel else "")
     for kind in sorted(kinds):  # an empty patch names each kind of band in the legend
         panels[0].fill_between([], [], color="0.5", alpha=0.3, lw=0, label=BAND_LABELS[kind])
     return save_panels(fig, panels, settings, "test accuracy (%)", path, title, xlabel=label)

@@ -78,13 +78,16 @@ def save_figure(fig, path: Path) -> list[Path]:
     return written
 
 
-def draw_method(ax, x, centre, low, high, algorithm: str) -> None:
+def draw_method(ax, x, centre, low, high, algorithm: str, variant: str = "") -> None:
     """The curve of ``algorithm`` in its style (:mod:`rabo_bench.algorithms.style`), a marker
-    on every tenth point or so, and its band from ``low`` to ``high`` (none where NaN)."""
+    on every tenth point or so, and its band from ``low`` to ``high`` (none where NaN). A
+    ``variant`` (another run of the method in the same panel, e.g. a longer horizon) is drawn
+    dotted and named in the legend."""
     colour, marker, line = method_style(algorithm)
+    label = display_name(algorithm) + (f" ({variant})" if variant else "")
     every = max(1, len(x) // 10)
-    ax.plot(x, centre, line, color=colour, marker=marker, markersize=4, markevery=every,
-            label=display_name(algorithm))  # fmt: skip
+    ax.plot(x, centre, ":" if variant else line, color=colour, marker=marker, markersize=4,
+            markevery=every, label=label)  # fmt: skip
     ax.fill_between(x, low, high, color=colour, alpha=0.15, lw=0)
 
 

@@ -16,7 +16,7 @@ from rabo_bench.algorithms import available, display_name
 from rabo_bench.algorithms.style import method_style
 from rabo_bench.engine.results import COLUMNS
 from rabo_bench.report.cifar import write_cifar_report
-from rabo_bench.report.curves import X_AXES, mean_curves
+from rabo_bench.report.curves import X_AXES, mean_curves, panels_of
 from rabo_bench.report.omniglot import write_omniglot_report
 from rabo_bench.report.runs import read_results
 
@@ -148,3 +148,12 @@ def test_omniglot_report_puts_rabos_longer_horizon_beside_the_base_setting(tmp_p
         f"40.50 ± 6.35); at `5w1s`'s: {rabo} 45.50, {static} 40.50"
     ) in table
     assert "| RABO at 2 rounds (5w1s-long) above static | 5w1s |" in table
+
+
+def test_a_long_variant_is_drawn_in_its_base_settings_panel():
+    settings = ["5w1s", "5w5s", "5w1s-long", "7w1s-long"]
+    assert panels_of(settings) == {
+        "5w1s": ["5w1s", "5w1s-long"],
+        "5w5s": ["5w5s"],
+        "7w1s-long": ["7w1s-long"],  # no base setting in the results: a panel of its own
+    }
