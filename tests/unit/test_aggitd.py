@@ -20,9 +20,8 @@ from rabo_bench.cli import main
 from rabo_bench.federated.context import derive_generator
 from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.problems import LogisticHyperProblem, QuadraticBilevel
-from tests.field_quadratic import quadratic
+from tests.field_quadratic import TOL, quadratic, run_beside_reference
 
-TOL = 1e-12
 TAU, BETA, CALLS, ALPHA = 3, 0.3, 2, 0.2
 SETTINGS = {"inner": {"steps": TAU, "lr": BETA, "calls": CALLS}, "outer": {"lr": ALPHA}}
 
@@ -64,15 +63,7 @@ class Reference:
 
 @pytest.mark.parametrize("rounds", [1, 3])
 def test_rounds_equal_the_hand_written_reference(rounds):
-    problem = quadratic()
-    run = FederatedRun(problem, get("aggitd", SETTINGS), [1.0] * 3, "reference")
-    x, y = run.params[0]["x"], run.params[1]["y"]
-    reference = Reference(problem)
-    for _ in range(rounds):
-        run.step()
-        x, y = reference.round(x, y)
-    torch.testing.assert_close(run.params[0]["x"], x, rtol=TOL, atol=TOL)
-    torch.testing.assert_close(run.params[1]["y"], y, rtol=TOL, atol=TOL)
+    run_beside_reference(get("aggitd", SETTINGS), Reference(quadratic()).round, rounds)
 
 
 def test_noisy_round_is_the_gradient_through_the_federated_trajectory():

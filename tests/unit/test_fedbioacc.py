@@ -20,9 +20,8 @@ from rabo_bench.engine.checkpoint import Checkpoint, RunState
 from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.federated.seeds import SeedBatch
 from rabo_bench.problems import QuadraticBilevel
-from tests.field_quadratic import quadratic
+from tests.field_quadratic import TOL, quadratic, run_beside_reference
 
-TOL = 1e-12
 STEPS, GAMMA, C_OMEGA = 3, 0.3, 0.8
 ETA, C_NU, TAU, C_U, DELTA, OFFSET = 0.2, 0.5, 0.25, 0.9, 1.1, 2.0
 SETTINGS = {
@@ -77,15 +76,8 @@ class Reference:
 
 @pytest.mark.parametrize("rounds", [1, 3])
 def test_rounds_equal_the_hand_written_reference(rounds):
-    problem = quadratic()
-    run = FederatedRun(problem, get("fedbioacc", SETTINGS), [1.0] * 3, "reference")
-    x, y = run.params[0]["x"], run.params[1]["y"]
-    reference = Reference(problem)
-    for _ in range(rounds):
-        run.step()
-        x, y = reference.round(x, y)
-    torch.testing.assert_close(run.params[0]["x"], x, rtol=TOL, atol=TOL)
-    torch.testing.assert_close(run.params[1]["y"], y, rtol=TOL, atol=TOL)
+    reference = Reference(quadratic())
+    run, _ = run_beside_reference(get("fedbioacc", SETTINGS), reference.round, rounds)
     carried = run.state["storm_hypergradient"]
     assert carried["step"] == reference.state["t"] == rounds * STEPS
     for key, side in (("u", "y"), ("omega", "y"), ("q", "y"), ("nu", "x")):

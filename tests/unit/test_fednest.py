@@ -18,10 +18,9 @@ from rabo_bench.algorithms import get
 from rabo_bench.cli import main
 from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.problems import QuadraticBilevel
-from tests.field_quadratic import quadratic
+from tests.field_quadratic import TOL, quadratic, run_beside_reference
 from tests.unit.test_client_simulators import assert_same_run, problems
 
-TOL = 1e-12
 TAU, BETA, CALLS, TERMS, ETA, ALPHA, TAU_OUT = 3, 0.3, 2, 4, 0.4, 0.2, 3
 SETTINGS = {
     "fednest": {
@@ -105,15 +104,8 @@ class Reference:
 @pytest.mark.parametrize("rounds", [1, 3])
 @pytest.mark.parametrize("name", ["fednest", "lfednest"])
 def test_rounds_equal_the_hand_written_reference(name, rounds):
-    problem = quadratic()
-    run = FederatedRun(problem, get(name, SETTINGS[name]), [1.0] * 3, "reference")
-    x, y = run.params[0]["x"], run.params[1]["y"]
-    reference = Reference(problem)
-    for _ in range(rounds):
-        run.step()
-        x, y = getattr(reference, name)(x, y)
-    torch.testing.assert_close(run.params[0]["x"], x, rtol=TOL, atol=TOL)
-    torch.testing.assert_close(run.params[1]["y"], y, rtol=TOL, atol=TOL)
+    reference = getattr(Reference(quadratic()), name)
+    run_beside_reference(get(name, SETTINGS[name]), reference, rounds)
 
 
 def test_cost_per_round_is_the_specified_one():

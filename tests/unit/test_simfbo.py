@@ -21,9 +21,8 @@ from rabo_bench.federated.inner import LocalSGD
 from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.federated.seeds import SeedBatch
 from rabo_bench.problems import QuadraticBilevel
-from tests.field_quadratic import quadratic
+from tests.field_quadratic import TOL, quadratic, run_beside_reference
 
-TOL = 1e-12
 TAU, ETA_Y, ETA_V, ETA_X, GAMMA_Y, GAMMA_V, GAMMA_X, RADIUS = 3, 0.3, 0.4, 0.2, 0.5, 0.6, 0.4, 0.3
 SETTINGS = {
     "inner": {
@@ -73,15 +72,8 @@ class Reference:
 def test_rounds_equal_the_hand_written_reference(rounds):
     """The projection is active here (||v|| would exceed r = 0.3 every round), so it is
     checked too."""
-    problem = quadratic()
-    run = FederatedRun(problem, simfbo(), [1.0] * 3, "reference")
-    x, y, v = run.params[0]["x"], run.params[1]["y"], torch.zeros(4, dtype=torch.float64)
-    reference = Reference(problem)
-    for _ in range(rounds):
-        run.step()
-        x, y, v = reference.round(x, y, v)
-    torch.testing.assert_close(run.params[0]["x"], x, rtol=TOL, atol=TOL)
-    torch.testing.assert_close(run.params[1]["y"], y, rtol=TOL, atol=TOL)
+    v0 = torch.zeros(4, dtype=torch.float64)
+    run, (_, _, v) = run_beside_reference(simfbo(), Reference(quadratic()).round, rounds, v0)
     torch.testing.assert_close(run.state[STATE]["y"], v, rtol=TOL, atol=TOL)
     assert float(v.norm()) == pytest.approx(RADIUS, abs=1e-15)
 
