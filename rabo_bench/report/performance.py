@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rabo_bench.hypergrad import make_estimator
+from rabo_bench.report.bench_json import Result, load, merge, provenance, results_of
 
 ROUND_ALGORITHMS = ("rabo", "rafbo")
 ENGINES = ("sequential", "vectorised")
@@ -32,30 +31,6 @@ GPU_CLIENTS = (100, 1000, 10000)
 TARGET_SPEEDUP, TARGET_CLIENTS = 10, 1000
 TARGET_OVERHEAD = 1.1  # issue 16: an estimate through Oracles / the plain-torch one
 EXACT_MAX_DIM = make_estimator("exact").max_dim  # exact refuses larger d by design
-
-
-@dataclass(frozen=True)
-class Result:
-    test: str  # the test function: test_round, test_estimator, test_cnn_round, ...
-    median: float  # seconds
-    rounds: int
-    info: dict[str, Any]  # extra_info: the benchmark's parameters, FLOPs and fraction
-
-
-def load(path: Path) -> tuple[dict[str, Any], list[Result]]:
-    return _results(json.loads(path.read_text()))
-
-
-def _test(benchmark: dict[str, Any]) -> str:
-    return benchmark["name"].split("[")[0]
-
-
-def _results(data: dict[str, Any]) -> tuple[dict[str, Any], list[Result]]:
-    results = [
-        Result(_test(b), b["stats"]["median"], b["stats"]["rounds"], b["extra_info"])
-        for b in data["benchmarks"]
-    ]
-    return data, results
 
 
 def seconds(value: float | None) -> str:
@@ -411,44 +386,6 @@ def gpu_section(cpu: list[Result], gpu: list[Result], gpu_model: str) -> list[st
     ]
 
 
-def merge(base: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with every benchmark of the test functions ``part`` ran replaced by ``part``'s,
-    and that run (its tests, commit, date and machine) appended to ``updates``."""
-    tests = sorted({_test(b) for b in part["benchmarks"]})
-    kept = [b for b in base["benchmarks"] if _test(b) not in tests]
-    run = {k: part.get(k) for k in ("machine_info", "commit_info", "datetime")}
-    return {
-        **base,
-        "benchmarks": kept + part["benchmarks"],
-        "updates": [*base.get("updates", []), {"tests": tests, **run}],
-    }
-
-
-def provenance(
-    data: dict[str, Any], command: str | None, wall: float | None, label: str
-) -> list[str]:
-    """A run's provenance block; ``command`` None: the pytest command alone (a re-run)."""
-    machine, commit = data["machine_info"], data.get("commit_info", {})
-    dirty = " (with uncommitted changes)" if commit.get("dirty") else ""
-    pytest = f"pytest {shlex.join(machine.get('pytest_args', []))}"
-    lines = [
-        f"## {label}",
-        "",
-        f"* command: `{pytest}`" if command is None else f"* command: `{command}`, i.e. `{pytest}`",
-        f"* git commit: {commit.get('id', 'unknown')}{dirty}",
-        f"* date (end of run): {data['datetime']}",
-        f"* CPU: {machine.get('cpu_model')}, {machine.get('logical_cores')} logical cores, "
-        f"{machine.get('ram_gib')} GiB RAM",
-        f"* torch {machine.get('torch')}, {machine.get('torch_threads')} threads, "
-        f"Python {machine.get('python_version')}",
-    ]
-    if machine.get("gpu"):
-        lines.append(f"* GPU: {machine['gpu']}")
-    if wall is not None:
-        lines.append(f"* wall time of the whole run: {wall / 60:.1f} min")
-    return [*lines, ""]
-
-
 def write(
     bench: Path,
     out: Path,
@@ -463,7 +400,7 @@ def write(
     command, wall = data.setdefault("command", command), data.setdefault("wall_seconds", wall)
     if update is not None:
         data = merge(data, json.loads(update.read_text()))
-    data, results = _results(data)
+    data, results = results_of(data)
     out.mkdir(parents=True, exist_ok=True)
     body = [
         "# Performance benchmarks",
