@@ -48,3 +48,12 @@ class Layout:
             out[name] = vector[start : start + n].reshape(shape)
             start += n
         return out
+
+    def unflatten_rows(self, rows: torch.Tensor) -> Params:
+        """:meth:`unflatten` of each row of ``rows`` [B, numel]: tensors [B, *shape]."""
+        out, start = {}, 0
+        for name, shape in self.shapes:
+            n = math.prod(shape)
+            out[name] = rows[:, start : start + n].reshape(rows.shape[0], *shape)
+            start += n
+        return out

@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import torch
 
+from rabo_bench.federated import episodes
 from rabo_bench.federated.context import RoundContext
 from rabo_bench.hypergrad import Oracles
 from rabo_bench.params import Params
@@ -67,10 +68,15 @@ class LocalSGD(InnerSolver):
             x_sub, y_start = view.pack_x(x), view.pack_y(y)
             view.send_down(len(x_sub) + len(y_start))
             tasks = view.objective.tasks(view.rng)
-            moved = sum(
-                y_start - self.solve(view.oracles.on(task), x_sub, y_start, view.rng)
-                for task in tasks
-            )
+            if episodes.in_one_pass(ctx.problem, self):
+                moved = episodes.inner_moves(
+                    view.oracles, view.objective, x_sub, y_start, tasks, self
+                )
+            else:
+                moved = sum(
+                    y_start - self.solve(view.oracles.on(task), x_sub, y_start, view.rng)
+                    for task in tasks
+                )
             view.send_up(len(y_start))
             return {"y": moved / (len(tasks) * self.lr)}
 

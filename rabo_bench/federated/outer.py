@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
+from rabo_bench.federated import episodes
 from rabo_bench.federated.aggregation import MaskedSum
 from rabo_bench.federated.context import RoundContext
 from rabo_bench.federated.inner import InnerSolver
@@ -69,6 +70,7 @@ class LocalHypergradient(OuterStep):
 
     def run(self, ctx, x, y, masks, inner) -> Params:
         adapt = ctx.problem.per_task_inner
+        one_pass = episodes.in_one_pass(ctx.problem, inner, self.estimator)
 
         def client(view):
             x_sub, y_sub = view.pack_x(x), view.pack_y(y)
@@ -76,6 +78,9 @@ class LocalHypergradient(OuterStep):
             tasks = view.objective.tasks(view.rng)
 
             def estimate(x_at):
+                if one_pass:  # a client's episodes in one pass (federated/episodes.py)
+                    args = (view.objective, x_at, y_sub, tasks, inner, self.estimator)
+                    return episodes.estimate(view.oracles, *args)
                 total = 0
                 for task in tasks:
                     oracles = view.oracles.on(task)

@@ -168,6 +168,16 @@ class PinnedTask(LocalObjective):
         vars(self).update(vars(parent))
         self._lower, self._upper = lower, upper
 
+    @property
+    def lower(self) -> Batch:
+        """The task's lower data (a few-shot episode's support set)."""
+        return self._lower
+
+    @property
+    def upper(self) -> Batch:
+        """The task's upper data (a few-shot episode's query set)."""
+        return self._upper
+
     def tasks(self, rng: torch.Generator) -> list[LocalObjective]:
         return [self]
 

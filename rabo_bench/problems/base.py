@@ -131,6 +131,12 @@ class BilevelProblem(ABC):
         ``lower_features(client, x, batch)``."""
         raise NotImplementedError(f"{type(self).__name__} has no feature split of g")
 
+    def episode_head_losses(self, y: Params, features: Any, upper: bool) -> torch.Tensor:
+        """Problems that take a client's episodes in one pass (``episodes_in_one_pass``,
+        ``rabo_bench.federated.episodes``): the E episodes' g (or f, ``upper``) [E], from their
+        heads ``y`` (every tensor with a leading E) and features ``episode_features``."""
+        raise NotImplementedError(f"{type(self).__name__} has no batched episode losses")
+
     def sample_upper_batch(self, client: int, rng: torch.Generator) -> Batch:
         """A minibatch for f_i; deterministic problems return None (the full data)."""
         return None

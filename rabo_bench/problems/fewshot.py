@@ -104,6 +104,7 @@ class FewShotProblem(BilevelProblem):
     movable = True
     precisions = PRECISIONS
     head_on_features = True  # g = CE(head_y(phi_x(support))) + ridge (both readings)
+    one_pass: bool | None = None  # episodes_in_one_pass: None = on CUDA only
 
     def __init__(self, config: FewShotConfig) -> None:
         self.config = config
@@ -201,6 +202,33 @@ class FewShotProblem(BilevelProblem):
     def lower_head_loss(self, client, y, features):
         """CE(head_y(phi), labels) + reg/2 ||y||^2 on ``features`` = (phi, labels)."""
         return self._cross_entropy(y, features) + self._ridge(y)
+
+    def episode_head_losses(self, y: Params, features, upper: bool) -> torch.Tensor:
+        """Per episode e: CE(head_{y_e}(phi_e), labels_e), plus reg/2 ||y_e||^2 for g: the
+        losses of ``lower_head_loss`` / ``upper_loss`` for E episodes at once (bmm)."""
+        (phi, labels), weight, bias = features, y["head.weight"], y["head.bias"]
+        logits = torch.baddbmm(bias.unsqueeze(1), phi, weight.transpose(1, 2))
+        losses = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none")
+        losses = losses.view(labels.shape).mean(1)
+        if upper:
+            return losses
+        return losses + 0.5 * self.config.reg * sum(t.pow(2).flatten(1).sum(1) for t in y.values())
+
+    @property
+    def episodes_in_one_pass(self) -> bool:
+        """Whether a client's episodes go through the backbone together, each normalised alone
+        (``rabo_bench.federated.episodes``): on CUDA, where one large batch beats many small
+        ones; ``one_pass`` (an attribute, for tests and benchmarks) overrides."""
+        if self.one_pass is not None:
+            return self.one_pass
+        return self.per_task_inner and self.compute.device.type == "cuda"
+
+    def episode_features(self, x: Params, batches: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """(phi [E, n, d], labels [E, n]) of E episodes' support (or query) ``batches`` of n
+        images each, in one forward that normalises each episode alone (``groups``)."""
+        images, labels = zip(*batches, strict=True)
+        phi = forward(self.config.net, x, torch.cat(images), self.compute, groups=len(images))
+        return phi.view(len(images), -1, phi.shape[-1]), torch.stack(labels)
 
     def lower_loss(self, client, x, y, batch):
         return self.lower_head_loss(client, y, self.lower_features(client, x, batch))
