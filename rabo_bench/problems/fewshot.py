@@ -248,8 +248,23 @@ class FewShotProblem(BilevelProblem):
 
     def prototypical_loss(self, x: Params, episodes: list[Episode]) -> torch.Tensor:
         """The prototypical loss (the episode reading's task loss and Dist-ProtoNet's), mean
-        over ``episodes``: query CE over minus squared distances to support class means."""
+        over ``episodes``: query CE over minus squared distances to support class means. With
+        ``episodes_in_one_pass`` the episodes' support sets go through the backbone in one
+        forward and their query sets in another (each episode normalised alone), the same loss
+        to rounding."""
+        if self.episodes_in_one_pass and len(episodes) > 1:
+            return self._prototypical_in_one_pass(x, episodes)
         return sum(self._prototypical(x, e) for e in episodes) / len(episodes)
+
+    def _prototypical_in_one_pass(self, x: Params, episodes: list[Episode]) -> torch.Tensor:
+        support, s_labels = self.episode_features(
+            x, [(e.support, e.support_labels) for e in episodes]
+        )
+        query, q_labels = self.episode_features(x, [(e.query, e.query_labels) for e in episodes])
+        onehot = F.one_hot(s_labels, self.config.ways).to(support.dtype)  # [E, n_s, ways]
+        prototypes = onehot.transpose(1, 2) @ support / onehot.sum(1).unsqueeze(-1)
+        logits = -torch.cdist(query, prototypes).pow(2)  # [E, n_q, ways]
+        return F.cross_entropy(logits.flatten(0, 1), q_labels.flatten())  # equal query sets
 
     def _prototypical(self, x: Params, episode: Episode) -> torch.Tensor:
         net, ways = self.config.net, self.config.ways

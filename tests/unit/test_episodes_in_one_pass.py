@@ -68,3 +68,25 @@ def test_other_estimators_keep_the_per_episode_path(problem, monkeypatch):
 
 def test_only_cuda_takes_it_by_default(problem):
     assert problem.compute.device.type == "cpu" and not problem.episodes_in_one_pass
+
+
+def test_the_prototypical_loss_in_one_pass_is_the_per_episode_mean(problem):
+    """The single-level baselines' and Dist-ProtoNet's loss over a meta-batch of 3 episodes:
+    value and backbone gradient equal to round-off."""
+    x, _ = problem.init_params(torch.Generator().manual_seed(0))
+    episodes = problem.sample_task_batch(0, torch.Generator().manual_seed(1))
+    assert len(episodes) == 3
+
+    def loss_and_grad(one_pass: bool):
+        problem.one_pass = one_pass
+        try:
+            leaves = {n: t.clone().requires_grad_(True) for n, t in x.items()}
+            loss = problem.prototypical_loss(leaves, episodes)
+            return loss, torch.autograd.grad(loss, list(leaves.values()))
+        finally:
+            problem.one_pass = None
+
+    (loss, grads), (loss_ref, grads_ref) = loss_and_grad(True), loss_and_grad(False)
+    torch.testing.assert_close(loss, loss_ref, rtol=1e-12, atol=0)
+    for mine, theirs in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-13)
