@@ -90,3 +90,21 @@ def test_the_prototypical_loss_in_one_pass_is_the_per_episode_mean(problem):
     torch.testing.assert_close(loss, loss_ref, rtol=1e-12, atol=0)
     for mine, theirs in zip(grads, grads_ref, strict=True):
         torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_one_pass_on_cuda_gives_the_per_episode_rounds(problem):
+    """Where it is the default: float64 on the GPU, the same tolerance as on the CPU."""
+    from rabo_bench.models.compute import Compute
+
+    problem.place(Compute(torch.device("cuda")))
+    try:
+        assert problem.episodes_in_one_pass
+        rabo = get("rabo", RABO)
+        (x, _), counts = _rounds(problem, True, rabo)
+        (x_ref, _), counts_ref = _rounds(problem, False, rabo)
+    finally:
+        problem.place(Compute())
+    for name in x_ref:
+        torch.testing.assert_close(x[name], x_ref[name], rtol=1e-10, atol=1e-12)
+    assert counts == counts_ref
