@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 import torch
 
-from rabo_bench.algorithms import Algorithm
+from rabo_bench.algorithms import Algorithm, get
 from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.problems import QuadraticBilevel
 
@@ -34,3 +35,14 @@ def run_beside_reference(
     torch.testing.assert_close(run.params[0]["x"], iterates[0], rtol=TOL, atol=TOL)
     torch.testing.assert_close(run.params[1]["y"], iterates[1], rtol=TOL, atol=TOL)
     return run, iterates
+
+
+def assert_refuses_per_task(name: str, match: str) -> None:
+    """Method ``name`` on :func:`quadratic` declared per-task (an inner problem per task, as the
+    Omniglot problem's episode reading declares) stops its first round with a ValueError
+    matching ``match``."""
+    problem = quadratic()
+    problem.per_task_inner = True
+    run = FederatedRun(problem, get(name), [1.0] * 3, "tasks")
+    with pytest.raises(ValueError, match=match):
+        run.step()

@@ -20,7 +20,12 @@ from rabo_bench.cli import main
 from rabo_bench.federated.context import derive_generator
 from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.problems import LogisticHyperProblem, QuadraticBilevel
-from tests.field_quadratic import TOL, quadratic, run_beside_reference
+from tests.field_quadratic import (
+    TOL,
+    assert_refuses_per_task,
+    quadratic,
+    run_beside_reference,
+)
 
 TAU, BETA, CALLS, ALPHA = 3, 0.3, 2, 0.2
 SETTINGS = {"inner": {"steps": TAU, "lr": BETA, "calls": CALLS}, "outer": {"lr": ALPHA}}
@@ -211,8 +216,4 @@ def test_rabo_bench_list_names_it_with_its_sources(capsys):
 def test_it_refuses_a_problem_with_an_inner_problem_per_task():
     """Its inner rounds and its backward rounds are those of one global lower problem (spec,
     "Problems it runs on")."""
-    problem = quadratic()
-    problem.per_task_inner = True  # as the Omniglot problem's episode reading declares
-    run = FederatedRun(problem, get("aggitd"), [1.0] * 3, "tasks")
-    with pytest.raises(ValueError, match=r"local_sgd_rounds \(AggITD\) needs one global inner"):
-        run.step()
+    assert_refuses_per_task("aggitd", r"local_sgd_rounds \(AggITD\) needs one global inner")

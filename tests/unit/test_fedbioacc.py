@@ -20,7 +20,12 @@ from rabo_bench.engine.checkpoint import Checkpoint, RunState
 from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.federated.seeds import SeedBatch
 from rabo_bench.problems import QuadraticBilevel
-from tests.field_quadratic import TOL, quadratic, run_beside_reference
+from tests.field_quadratic import (
+    TOL,
+    assert_refuses_per_task,
+    quadratic,
+    run_beside_reference,
+)
 
 STEPS, GAMMA, C_OMEGA = 3, 0.3, 0.8
 ETA, C_NU, TAU, C_U, DELTA, OFFSET = 0.2, 0.5, 0.25, 0.9, 1.1, 2.0
@@ -182,11 +187,7 @@ def test_a_run_resumed_from_a_mid_run_checkpoint_continues_exactly(tmp_path):
 
 
 def test_it_refuses_a_problem_with_an_inner_problem_per_task_and_sub_models():
-    problem = quadratic()
-    problem.per_task_inner = True  # as the Omniglot problem's episode reading declares
-    run = FederatedRun(problem, get("fedbioacc"), [1.0] * 3, "tasks")
-    with pytest.raises(ValueError, match=r"\(FedBiOAcc\) needs one global inner problem"):
-        run.step()
+    assert_refuses_per_task("fedbioacc", r"\(FedBiOAcc\) needs one global inner problem")
     sub_models = get("fedbioacc", {"policy": {"type": "static_prefix"}})
     run = FederatedRun(quadratic(), sub_models, [1.0, 0.5, 0.5], "masks")
     with pytest.raises(ValueError, match=r"\(FedBiOAcc\) needs full-model masks"):

@@ -18,7 +18,12 @@ from rabo_bench.algorithms import get
 from rabo_bench.cli import main
 from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.problems import QuadraticBilevel
-from tests.field_quadratic import TOL, quadratic, run_beside_reference
+from tests.field_quadratic import (
+    TOL,
+    assert_refuses_per_task,
+    quadratic,
+    run_beside_reference,
+)
 from tests.unit.test_client_simulators import assert_same_run, problems
 
 TAU, BETA, CALLS, TERMS, ETA, ALPHA, TAU_OUT = 3, 0.3, 2, 4, 0.4, 0.2, 3
@@ -267,8 +272,4 @@ def test_rabo_bench_list_names_both_with_their_sources(capsys):
 def test_fednest_refuses_a_problem_with_an_inner_problem_per_task():
     """Its anchor q and its global IHGP are those of one global lower problem (spec, "Problems
     it runs on"); LFedNest runs there as RABO does."""
-    problem = quadratic()
-    problem.per_task_inner = True  # as the Omniglot problem's episode reading declares
-    run = FederatedRun(problem, get("fednest"), [1.0] * 3, "tasks")
-    with pytest.raises(ValueError, match=r"fed_svrg \(FedNest\) needs one global inner problem"):
-        run.step()
+    assert_refuses_per_task("fednest", r"fed_svrg \(FedNest\) needs one global inner problem")

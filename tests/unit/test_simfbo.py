@@ -21,7 +21,12 @@ from rabo_bench.federated.inner import LocalSGD
 from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.federated.seeds import SeedBatch
 from rabo_bench.problems import QuadraticBilevel
-from tests.field_quadratic import TOL, quadratic, run_beside_reference
+from tests.field_quadratic import (
+    TOL,
+    assert_refuses_per_task,
+    quadratic,
+    run_beside_reference,
+)
 
 TAU, ETA_Y, ETA_V, ETA_X, GAMMA_Y, GAMMA_V, GAMMA_X, RADIUS = 3, 0.3, 0.4, 0.2, 0.5, 0.6, 0.4, 0.3
 SETTINGS = {
@@ -173,11 +178,7 @@ def test_projection_onto_the_ball_one_run_and_per_run_in_a_seed_batch():
 
 def test_simfbo_refuses_a_problem_with_an_inner_problem_per_task():
     """Its y and v are those of one global lower problem (spec, "Problems it runs on")."""
-    problem = quadratic()
-    problem.per_task_inner = True  # as the Omniglot problem's episode reading declares
-    run = FederatedRun(problem, get("simfbo"), [1.0] * 3, "tasks")
-    with pytest.raises(ValueError, match=r"simultaneous_local_steps \(SimFBO\) needs one global"):
-        run.step()
+    assert_refuses_per_task("simfbo", r"simultaneous_local_steps \(SimFBO\) needs one global")
 
 
 def test_the_server_step_on_x_needs_the_directions_of_simfbos_inner_phase():
