@@ -192,7 +192,10 @@ class FewShotProblem(BilevelProblem):
         phi, labels = features
         return F.cross_entropy(linear_head(y, phi, "head"), labels)
 
-    def _ridge(self, y: Params) -> torch.Tensor:
+    def _ridge(self, y: Params, per_episode: bool = False) -> torch.Tensor:
+        """reg/2 ||y||^2; ``per_episode``: of each of E heads (tensors with a leading E), [E]."""
+        if per_episode:
+            return 0.5 * self.config.reg * sum(t.pow(2).flatten(1).sum(1) for t in y.values())
         return 0.5 * self.config.reg * sum(t.pow(2).sum() for t in y.values())
 
     def lower_features(self, client, x, batch):
@@ -212,7 +215,7 @@ class FewShotProblem(BilevelProblem):
         losses = losses.view(labels.shape).mean(1)
         if upper:
             return losses
-        return losses + 0.5 * self.config.reg * sum(t.pow(2).flatten(1).sum(1) for t in y.values())
+        return losses + self._ridge(y, per_episode=True)
 
     @property
     def episodes_in_one_pass(self) -> bool:
