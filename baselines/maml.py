@@ -22,6 +22,7 @@ class FirstOrderMAML(SingleLevelLoss):
     w.r.t. (x, y) is the query gradient there (first order); the mean over the episodes."""
 
     name: ClassVar[str] = "maml"
+    reads_losses: ClassVar[bool] = True
     steps: int = setting(5, Range(0, integer=True))  # 0: no adaptation, the query loss itself
     lr: float = setting(0.1, POSITIVE)
 

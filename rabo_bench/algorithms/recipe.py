@@ -126,6 +126,12 @@ class Algorithm:
         phase and have none)."""
         return not isinstance(self.outer, NoOuterStep)
 
+    @property
+    def reads_losses(self) -> bool:
+        """Whether it reads the problem's g and f: the bilevel methods and Dist-MAML (a run's
+        identity holds the problem's loss settings only then: problems.registry)."""
+        return self.inner.reads_losses
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -76,13 +76,17 @@ class RunSpec:
         return {
             **named,
             "suite": self.suite,
-            "problem": {"name": self.problem, **identity_params(self.problem, self.problem_params)},
+            "problem": {"name": self.problem, **self._problem_identity()},
             "algorithm": self.algorithm.to_dict(),
             "capacities": list(self.capacities),
             "seed": self.seed,
             "rounds": self.rounds,
             "eval_every": self.eval_every,
         }
+
+    def _problem_identity(self) -> dict[str, Any]:
+        reads = self.algorithm.reads_losses
+        return identity_params(self.problem, self.problem_params, reads)
 
     @property
     def run_id(self) -> str:

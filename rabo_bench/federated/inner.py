@@ -37,6 +37,11 @@ class InnerSolver(Checked, ABC):
         """Whether this solver runs on ``problem`` (an instance or its class)."""
         return True
 
+    @property
+    def reads_losses(self) -> bool:
+        """Whether the algorithm reads the problem's g and f (a bilevel inner phase does)."""
+        return True
+
     def solve(self, oracles: Oracles, x_sub, y_sub, rng) -> torch.Tensor:
         """How a client moves y on its sub-model for the inner problem behind ``oracles``:
         ``steps`` SGD steps on g from ``y_sub`` at step ``lr`` (SPEC eq. 5), batches from
@@ -131,6 +136,10 @@ class JointLocalSGD(InnerSolver):
 
     def supports(self, problem) -> bool:
         return self.loss.supports(problem)
+
+    @property
+    def reads_losses(self) -> bool:
+        return self.loss.reads_losses
 
     def run(self, ctx, x, y, masks) -> tuple[Params, Params]:
         if not self.supports(ctx.problem):

@@ -66,6 +66,7 @@ from rabo_bench.submodel.channels import ChannelLayers
 
 BACKBONES = ("conv4", "resnet12")
 READINGS = ("episode", "global")
+HEAD_FEATURES = ("unit", "raw")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ class FewShotConfig(Checked):
     eval_steps: int = setting(100, COUNT)
     seed: int = setting(0, SEED)  # the character shards and the test episodes
     reading: str = setting("episode", OneOf(READINGS))  # per-episode inner problems | global
+    # what the head reads in g and f: unit-normalised features, as the evaluation's heads do,
+    # or the raw ones (the runs before stop 26; an ablation). A loss setting (registry below)
+    head_features: str = setting("unit", OneOf(HEAD_FEATURES))
 
     @property
     def net(self) -> NetSpec:
@@ -184,9 +188,17 @@ class FewShotProblem(BilevelProblem):
 
     # -- losses ---------------------------------------------------------------------------
     def _phi(self, x: Params, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(phi_x(images), labels) of an (images, labels) batch: the backbone's features."""
+        """(phi_x(images), labels) of an (images, labels) batch: the features the head reads
+        in g and f (``head_features``)."""
+        phi, labels = self._raw_phi(x, batch)
+        return self._head_input(phi), labels
+
+    def _raw_phi(self, x: Params, batch) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = batch
         return forward(self.config.net, x, images, self.compute), labels
+
+    def _head_input(self, phi: torch.Tensor) -> torch.Tensor:
+        return F.normalize(phi, dim=-1) if self.config.head_features == "unit" else phi
 
     def _cross_entropy(self, y: Params, features: tuple[torch.Tensor, torch.Tensor]):
         phi, labels = features
@@ -228,7 +240,13 @@ class FewShotProblem(BilevelProblem):
 
     def episode_features(self, x: Params, batches: list) -> tuple[torch.Tensor, torch.Tensor]:
         """(phi [E, n, d], labels [E, n]) of E episodes' support (or query) ``batches`` of n
-        images each, in one forward that normalises each episode alone (``groups``)."""
+        images each, as the head reads them in g and f (``head_features``)."""
+        phi, labels = self._episode_phi(x, batches)
+        return self._head_input(phi), labels
+
+    def _episode_phi(self, x: Params, batches: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """The backbone's features of E episodes' ``batches`` in one forward that normalises
+        each episode alone (``groups``)."""
         images, labels = zip(*batches, strict=True)
         phi = forward(self.config.net, x, torch.cat(images), self.compute, groups=len(images))
         return phi.view(len(images), -1, phi.shape[-1]), torch.stack(labels)
@@ -242,12 +260,15 @@ class FewShotProblem(BilevelProblem):
     def task_loss(self, client, x, y, batch):
         """The sub-model baselines' single-level loss (SPEC §6, §9 item 11): in the ``episode``
         reading the prototypical loss (module docstring), in the ``global`` reading joint
-        training of backbone and head on support and query with global labels."""
+        training of backbone and head on support and query with global labels, on the raw
+        features whatever ``head_features`` says (g and f alone read it: the registry's loss
+        settings)."""
         if self.per_task_inner:
             return self.prototypical_loss(x, batch)
         support, query = self._batch(batch, "support"), self._batch(batch, "query")
         images = torch.cat([support[0], query[0]])
-        return self.lower_loss(client, x, y, (images, torch.cat([support[1], query[1]])))
+        features = self._raw_phi(x, (images, torch.cat([support[1], query[1]])))
+        return self.lower_head_loss(client, y, features)
 
     def prototypical_loss(self, x: Params, episodes: list[Episode]) -> torch.Tensor:
         """The prototypical loss (the episode reading's task loss and Dist-ProtoNet's), mean
@@ -260,10 +281,8 @@ class FewShotProblem(BilevelProblem):
         return sum(self._prototypical(x, e) for e in episodes) / len(episodes)
 
     def _prototypical_in_one_pass(self, x: Params, episodes: list[Episode]) -> torch.Tensor:
-        support, s_labels = self.episode_features(
-            x, [(e.support, e.support_labels) for e in episodes]
-        )
-        query, q_labels = self.episode_features(x, [(e.query, e.query_labels) for e in episodes])
+        support, s_labels = self._episode_phi(x, [(e.support, e.support_labels) for e in episodes])
+        query, q_labels = self._episode_phi(x, [(e.query, e.query_labels) for e in episodes])
         onehot = F.one_hot(s_labels, self.config.ways).to(support.dtype)  # [E, n_s, ways]
         prototypes = onehot.transpose(1, 2) @ support / onehot.sum(1).unsqueeze(-1)
         logits = -torch.cdist(query, prototypes).pow(2)  # [E, n_q, ways]
@@ -356,4 +375,6 @@ register_problem(
     # Dist-MAML's adaptation steps and step size, settings of the problem until issue 18 moved
     # them to the baseline (baselines/maml.py): kept in the run identity for the random streams
     retired={"maml_steps": 5, "maml_lr": 0.1},
+    # before stop 26 the head read the raw features
+    loss_settings={"head_features": "raw"},
 )

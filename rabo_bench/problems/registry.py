@@ -25,14 +25,19 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ProblemEntry:
     """A registered problem: its config dataclass, its class (built from a config), the data
-    archives (file names in the data root) a config reads, and ``retired`` settings: keys that
+    archives (file names in the data root) a config reads, ``retired`` settings: keys that
     left the config, with the value they always had, which stay in the run identity so that
-    earlier runs keep their ids and random streams (:meth:`identity`)."""
+    earlier runs keep their ids and random streams (:func:`identity_params`), and
+    ``loss_settings``: settings that only g and f read (``lower_loss`` / ``upper_loss``, never
+    a draw), with the value they had before they existed. Such a setting enters a run's
+    identity only at another value and only for an algorithm that reads g and f, and never the
+    random streams: earlier runs, and runs whose numbers it cannot change, keep their ids."""
 
     config: type
     problem: type
     archives: Callable[[Any], tuple[str, ...]] = lambda config: ()
     retired: Mapping[str, Any] = field(default_factory=dict)
+    loss_settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 _PROBLEMS: dict[str, ProblemEntry] = {}
@@ -45,11 +50,14 @@ def register_problem(
     problem: type,
     archives: Callable[[Any], tuple[str, ...]] | None = None,
     retired: Mapping[str, Any] | None = None,
+    loss_settings: Mapping[str, Any] | None = None,
 ) -> None:
     """Make problem ``name`` available to suites (``[problem] name = ...``)."""
     if name in _PROBLEMS:
         raise ValueError(f"problem {name!r} is already registered")
-    entry = ProblemEntry(config, problem, retired=dict(retired or {}))
+    entry = ProblemEntry(
+        config, problem, retired=dict(retired or {}), loss_settings=dict(loss_settings or {})
+    )
     _PROBLEMS[name] = entry if archives is None else replace(entry, archives=archives)
 
 
@@ -124,18 +132,32 @@ def resolved_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return asdict(problem_config(name, params))
 
 
-def identity_params(name: str, resolved: Mapping[str, Any]) -> dict[str, Any]:
-    """The problem's part of a run's identity: its resolved settings and its retired ones."""
-    return {**problems()[name].retired, **resolved}
+def identity_params(
+    name: str, resolved: Mapping[str, Any], reads_losses: bool = False
+) -> dict[str, Any]:
+    """The problem's part of a run's identity: its resolved settings and its retired ones,
+    without the loss settings (:class:`ProblemEntry`) at their earlier values or, unless the
+    run ``reads_losses`` (g and f), at any value. ``reads_losses`` False gives the part of the
+    random streams' key."""
+    entry = problems()[name]
+    dropped = {
+        k
+        for k, before in entry.loss_settings.items()
+        if not reads_losses or resolved.get(k, before) == before
+    }
+    return {**entry.retired, **{k: v for k, v in resolved.items() if k not in dropped}}
 
 
 def saved_params(identity: Mapping[str, Any]) -> dict[str, Any]:
     """The settings of a saved run's problem (its config's ``problem`` table: the name and
-    :func:`identity_params`), without the name and the retired keys, as ``make_problem``
-    takes them (an unknown problem name keeps every key: ``make_problem`` then says so)."""
+    :func:`identity_params`), without the name and the retired keys, with the loss settings
+    it leaves out at their earlier values, as ``make_problem`` takes them (an unknown problem
+    name keeps every key: ``make_problem`` then says so)."""
     entry = problems().get(identity["name"])
     retired = entry.retired if entry is not None else {}
-    return {k: v for k, v in identity.items() if k != "name" and k not in retired}
+    before = entry.loss_settings if entry is not None else {}
+    saved = {k: v for k, v in identity.items() if k != "name" and k not in retired}
+    return {**before, **saved}
 
 
 def make_problem(name: str, params: Mapping[str, Any]) -> BilevelProblem:

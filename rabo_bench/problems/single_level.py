@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 class SingleLevelLoss(Checked, ABC):
     name: ClassVar[str]
+    # whether it calls the problem's g and f (lower_loss / upper_loss), e.g. MAML's adaptation
+    reads_losses: ClassVar[bool] = False
 
     def supports(self, problem: BilevelProblem | type[BilevelProblem]) -> bool:
         """Whether the loss exists on ``problem`` (an instance or its class)."""

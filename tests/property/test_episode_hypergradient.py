@@ -10,7 +10,8 @@ unique whatever the warm start. One RABO round with the exact estimator and full
 move x by -alpha * mean_i grad F_i(x), each client's episodes drawn from its outer-phase stream.
 
 References, independent of the harness's losses, estimators and oracles (the head's loss is
-written out here on the backbone's features):
+written out here on the backbone's features, unit-normalised as ``head_features`` = "unit",
+the default, says):
   * autograd through the solved inner problems: 40 differentiable Newton steps per episode
     (Newton converges quadratically, and so does the derivative of its iterates to dy*/dx);
   * central differences of F along random directions, y_t* solved by Newton to round-off.
@@ -63,10 +64,17 @@ def _head(v: torch.Tensor, ways: int) -> tuple[torch.Tensor, torch.Tensor]:
     return v[: ways * d].view(ways, d), v[ways * d :]
 
 
+def _features(problem, x, images) -> torch.Tensor:
+    """What the head reads: the backbone's features, each row scaled to unit norm."""
+    assert problem.config.head_features == "unit"
+    phi = forward(problem.config.net, x, images)
+    return phi / phi.norm(dim=-1, keepdim=True)
+
+
 def _solved_head(problem, x, y0, support, iterations: int = 40) -> torch.Tensor:
     """y_t*(x) (flat) by Newton's method on g = CE(head(features)) + reg/2 ||y||^2, the
     support features computed once; differentiable in x when x requires grad."""
-    features = forward(problem.config.net, x, support[0])
+    features = _features(problem, x, support[0])
     ways, reg = problem.config.ways, problem.config.reg
 
     def g(v):
@@ -87,7 +95,7 @@ def _outer_objective(problem, x, y0, tasks_per_client) -> torch.Tensor:
         losses = []
         for support, (images, labels) in tasks:
             weight, bias = _head(_solved_head(problem, x, y0, support), problem.config.ways)
-            logits = forward(problem.config.net, x, images) @ weight.T + bias
+            logits = _features(problem, x, images) @ weight.T + bias
             losses.append(F.cross_entropy(logits, labels))
         values.append(torch.stack(losses).mean())
     return torch.stack(values).mean()

@@ -242,7 +242,8 @@ def test_task_loss_is_the_support_plus_query_loss_with_global_labels(global_prob
     e = episodes[0]
     images = torch.cat([e.support, e.query])
     labels = e.classes[torch.cat([e.support_labels, e.query_labels])]
-    expected = problem.lower_loss(1, x, y, (images, labels))
+    phi = forward(CONFIG.net, x, images)  # the raw features, whatever head_features says
+    expected = problem.lower_head_loss(1, y, (phi, labels))
     torch.testing.assert_close(problem.task_loss(1, x, y, episodes), expected)
 
 

@@ -21,7 +21,7 @@ def test_every_shipped_problem_is_discovered():
 def test_retired_settings_are_in_the_identity_but_not_settings():
     resolved = resolved_params("omniglot", {"ways": 5})
     assert "maml_steps" not in resolved
-    identity = identity_params("omniglot", resolved)
+    identity = identity_params("omniglot", resolved, reads_losses=True)
     assert identity["maml_steps"] == 5 and identity["maml_lr"] == 0.1
     assert saved_params({"name": "omniglot", **identity}) == resolved
 
