@@ -9,7 +9,11 @@ Two readings of the inner variable (``reading``; docs/design.md "Omniglot" expla
       F_i(x)  = E_e f(x, y_e*(x); e) = E_e CE(head_y_e*(phi_x(query_e)), episode labels),
 
   the hyper-representation problem (Franceschi et al. 2018; PZOBO's Omniglot): x is learned so
-  that a head fitted to a support set does well on the same episode's query set. A client
+  that a head fitted to a support set does well on the same episode's query set. phi_x is
+  unit-normalised per row (``head_features = "unit"``, the default), as the evaluation's heads
+  read it, so g is (1 + reg)-smooth whatever the backbone; ``"raw"`` (the runs before stop 26)
+  lets the exact hypergradient grow the features' scale until the inner steps diverge
+  (docs/design.md, results/omniglot/cpu-estimators). A client
   draws ``tasks_per_batch`` episodes of its characters per estimate (the paper's meta-batch
   16) and averages over them. The single-level sub-model baselines train the backbone with the
   episodic prototypical loss [OURS]: a shared N-way head under per-episode label orders has no
