@@ -77,8 +77,8 @@ def test_episode_features_in_one_pass_are_the_head_input_of_each_episode(problem
 
 
 @pytest.mark.parametrize("one_pass", [False, True])
-def test_the_single_level_losses_do_not_read_it(problems, root, one_pass):
-    x, y = params(5)
+def test_the_prototypical_loss_does_not_read_it(problems, one_pass):
+    x, _ = params(5)
     episodes = problems["unit"].sample_task_batch(0, torch.Generator().manual_seed(6))
     episodes += problems["unit"].sample_task_batch(0, torch.Generator().manual_seed(7))
     for problem in problems.values():
@@ -89,8 +89,11 @@ def test_the_single_level_losses_do_not_read_it(problems, root, one_pass):
         for problem in problems.values():
             problem.one_pass = None
     assert torch.equal(*proto)
+
+
+def test_the_global_readings_joint_training_does_not_read_it(root):
     glob = [FewShotProblem(replace(c, reading="global")) for c in (UNIT, RAW)]
-    x, y = params(8)
+    x, _ = params(8)
     y = init_head(UNIT.net, 964, torch.Generator().manual_seed(9), torch.float32, "head")
     batch = glob[0].sample_task_batch(2, torch.Generator().manual_seed(10))
     assert torch.equal(*(p.task_loss(2, x, y, batch) for p in glob))
