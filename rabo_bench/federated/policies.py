@@ -128,10 +128,9 @@ class ChannelImportance(MaskPolicy):
         return per_capacity(capacities, lambda r: layer_masks(layers, x, y, r, choose, sides))
 
 
-def layer_colours(layers: ChannelLayers) -> list[int]:
-    """A colour per channel layer such that two layers that index the same parameter (a conv
-    weight's output and input channels, a shortcut's two ends) differ: greedy colouring of the
-    coupling graph in layer order."""
+def coupled_layers(layers: ChannelLayers) -> list[set[int]]:
+    """Per channel layer, the indices of the other layers that index one of its parameters (a
+    conv weight's output and input channels, a shortcut's two ends)."""
     owners: dict[tuple[str, str], list[int]] = {}
     for index, layer in enumerate(layers.layers):
         for side, name, _ in layer.members:
@@ -140,6 +139,13 @@ def layer_colours(layers: ChannelLayers) -> list[int]:
     for indices in owners.values():
         for a in indices:
             neighbours[a].update(b for b in indices if b != a)
+    return neighbours
+
+
+def layer_colours(layers: ChannelLayers) -> list[int]:
+    """A colour per channel layer such that two coupled layers (:func:`coupled_layers`)
+    differ: greedy colouring of the coupling graph in layer order."""
+    neighbours = coupled_layers(layers)
     colours: list[int] = []
     for index in range(len(layers.layers)):
         taken = {colours[b] for b in neighbours[index] if b < index}
@@ -232,31 +238,66 @@ class ImportanceSegments(ChannelImportance):
 
 @dataclass(frozen=True)
 class FixedSegments(MaskPolicy):
-    """The C_x* experiment (SPEC §7.1 Fig. 4 right, [OURS] §9 item 15): the channels of every
-    layer that x holds are split into two contiguous halves; the last ``coverage`` clients
-    train the second half and the others the first, every round, so C_x* = min(coverage,
-    M - coverage). Layers only y holds stay whole (C_y* = M on the synthetic problems, which
+    """The C_x* experiment on the synthetic problems (SPEC §9 item 15 [OURS]; the rates suite):
+    the channels of every layer that x holds are split into two contiguous halves; the last
+    ``coverage`` clients train the second half and the others the first, every round, so
+    C_x* = min(coverage, M - coverage). Layers only y holds stay whole (C_y* = M, which
     isolates the effect of C_x*); a y dimension coupled to a split x layer (a head's columns)
-    follows it. Capacities are not used (each client holds half of x, i.e. capacity 1/2)."""
+    follows it. Capacities are not used (each client holds half of x, i.e. capacity 1/2).
+    Layers that share a parameter (a network's consecutive convolutions) are refused: both
+    ends split would leave a weight's off-diagonal blocks to no client (C_x* = 0 per
+    coordinate); :class:`CoverageHalves` is the rule for networks."""
 
     name: ClassVar[str] = "fixed_segments"
     coverage: int = setting(1, COUNT)  # and at most half the clients (checked per run)
+
+    def split(self, layers: ChannelLayers) -> list[bool]:
+        """Which channel layers are cut in halves: every layer that x holds."""
+        split = ["x" in layer.sides for layer in layers.layers]
+        for index, others in enumerate(coupled_layers(layers)):
+            if split[index] and any(split[other] for other in others):
+                raise ValueError(
+                    f"fixed_segments would cut both ends of a weight of layer "
+                    f"{layers.layers[index].name!r}, whose off-diagonal blocks no client would "
+                    f"then hold; use policy.type = 'coverage_halves' on networks"
+                )
+        return split
 
     def assign(self, x, y, capacities, round, rng, layers=None) -> list[ClientMasks]:
         layers = layers or ChannelLayers.rows_of(x, y)
         clients = len(capacities)
         if not 1 <= self.coverage <= clients // 2:
             raise ValueError(
-                f"fixed_segments coverage must be in [1, {clients // 2}] for {clients} clients, "
+                f"{self.name} coverage must be in [1, {clients // 2}] for {clients} clients, "
                 f"got {self.coverage}"
             )
+        split = self.split(layers)
         halves = []
         for second in (False, True):
             kept = []
-            for layer in layers.layers:
+            for layer, cut_here in zip(layers.layers, split, strict=True):
                 cut = (layer.size + 1) // 2
                 start, stop = (cut, layer.size) if second else (0, cut)
                 half = torch.arange(start, stop, device="cpu")  # as prefix_channels
-                kept.append(half if "x" in layer.sides else None)
+                kept.append(half if cut_here else None)
             halves.append(ClientMasks(*layers.masks(x, y, kept)))
         return [halves[i >= clients - self.coverage] for i in range(clients)]
+
+
+@dataclass(frozen=True)
+class CoverageHalves(FixedSegments):
+    """The C_x* experiment on networks (SPEC §7.1 Fig. 4 right, §9 item 15 [OURS]): as
+    :class:`FixedSegments`, but only the x layers of one colour of the coupling graph
+    (:func:`layer_colours`: every other layer of a chain, never both ends of a weight) are cut
+    in halves, and the others are held whole. Each weight is then cut on at most one dimension,
+    so every coordinate of x lies in exactly one half or is held by all: per coordinate, as
+    Def. 3 counts, C_x* = min(coverage, M - coverage), from 1 to M / 2. Each client holds
+    about half of x and does about half of the full model's convolution work, as at capacity
+    1/2. A y dimension coupled to a cut layer follows it; y is otherwise whole."""
+
+    name: ClassVar[str] = "coverage_halves"
+
+    def split(self, layers: ChannelLayers) -> list[bool]:
+        """Which channel layers are cut in halves: those of colour 0 that x holds."""
+        colours = layer_colours(layers)
+        return [c == 0 and "x" in a.sides for a, c in zip(layers.layers, colours, strict=True)]

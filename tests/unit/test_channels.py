@@ -10,13 +10,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rabo_bench.federated.aggregation import coverage
 from rabo_bench.federated.policies import (
     ChannelImportance,
+    CoverageHalves,
     FixedSegments,
     largest_channels,
     layer_masks,
     prefix_channels,
 )
+from rabo_bench.models.networks import channel_layers, conv4, init, init_head, resnet12
 from rabo_bench.submodel import ClientMasks, StructuredMask
 from rabo_bench.submodel.channels import ChannelLayer, ChannelLayers
 
@@ -155,9 +158,17 @@ def test_importance_without_a_producer_is_refused():
 
 
 # -- policies on a coupled structure ----------------------------------------------------------
-def test_fixed_segments_split_every_x_layer_and_the_coupled_y_dims_follow():
+def test_fixed_segments_refuse_to_cut_both_ends_of_a_weight():
+    # L and M both hold b (rows M, columns L): halves of both would leave b's off-diagonal
+    # blocks to no client
     x, y = coupled_params()
-    # M's size 2 splits 1 + 1; make L odd-sized to check the cut (C + 1) // 2
+    with pytest.raises(ValueError, match=r"both ends of a weight of layer 'L'.*coverage_halves"):
+        FixedSegments(coverage=1).assign(x, y, [0.5] * 4, 0, gen(), COUPLED)
+
+
+def test_coverage_halves_cut_one_end_of_every_weight_and_the_coupled_y_dims_follow():
+    x, y = coupled_params()
+    # L odd-sized to check the cut (C + 1) // 2
     x["a"], x["a_bias"], x["b"] = torch.randn(5, 3), torch.randn(5), torch.randn(2, 5)
     y["h"] = torch.randn(5, 5)
     layers = ChannelLayers(
@@ -166,24 +177,44 @@ def test_fixed_segments_split_every_x_layer_and_the_coupled_y_dims_follow():
             *COUPLED.layers[1:],
         )
     )
-    masks = FixedSegments(coverage=1).assign(x, y, [0.25] * 4, 0, gen(), layers)
+    masks = CoverageHalves(coverage=1).assign(x, y, [0.25] * 4, 0, gen(), layers)
     first, second = masks[0], masks[3]
     assert masks[:3] == [first] * 3 and first != second
     for member_x, dim in (("a", 0), ("a_bias", 0), ("b", 1)):
         assert first.x.index[member_x][dim].tolist() == [0, 1, 2]
         assert second.x.index[member_x][dim].tolist() == [3, 4]
-    assert first.x.index["b"][0].tolist() == [0] and second.x.index["b"][0].tolist() == [1]
-    # the two halves partition the channels of every x layer: as coordinates, a and a_bias
-    # (one layer each) are covered exactly once; b (split on both dims) is covered at most once
+    # M (colour 1: coupled to L through b) stays whole, so b is cut on its columns alone
+    assert first.x.index["b"][0] is None and second.x.index["b"][0] is None
+    # the two halves partition every coordinate of x
     dense_first, dense_second = first.x.dense(), second.x.dense()
     for name in x:
         assert not (dense_first[name] & dense_second[name]).any()
-    for name in ("a", "a_bias"):
         assert (dense_first[name] | dense_second[name]).all()
     # y: h's columns follow L; h's rows (a y-only layer) stay whole
     assert first.y.index["h"][1].tolist() == [0, 1, 2]
     assert second.y.index["h"][1].tolist() == [3, 4]
     assert first.y.index["h"][0] is None and second.y.index["h"][0] is None
+
+
+@pytest.mark.parametrize(
+    "spec", [conv4(width=8, in_channels=1), resnet12((4, 6, 8, 10), 1)], ids=["conv4", "resnet12"]
+)
+def test_coverage_halves_give_every_coordinate_of_a_network_its_coverage(spec):
+    """Def. 3 counted per coordinate: ten clients, the last C on the second halves, C_x* =
+    min(C, 10 - C) for C = 1..5; y (a head reading the last layer) is held by all ten."""
+    x = init(spec, gen(), torch.float64)
+    y = init_head(spec, 5, gen(1), torch.float64, "head")
+    layers = ChannelLayers(tuple(channel_layers(spec, "x", (("y", "head.weight", 1),))))
+    for c in range(1, 6):
+        masks = CoverageHalves(coverage=c).assign(x, y, [0.5] * 10, 0, gen(), layers)
+        held_x = coverage([m.x.dense() for m in masks])
+        held_y = coverage([m.y.dense() for m in masks])
+        assert min(int(t.min()) for t in held_x.values()) == c
+        assert {int(v) for t in held_x.values() for v in t.unique()} == {c, 10 - c, 10}
+        assert all((t == 10).all() for t in held_y.values())
+        # each client holds about half of x (a cut end on every weight, norms of cut layers)
+        share = masks[0].x.numel() / sum(t.numel() for t in x.values())
+        assert 0.45 < share < 0.6
 
 
 def test_fixed_segments_coverage_must_leave_a_majority():
