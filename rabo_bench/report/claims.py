@@ -1,5 +1,5 @@
-"""The paper's claims, tested from saved results: paired gains over seeds (Omniglot Table II
-and the long-tail CIFAR-10 gains).
+"""The paper's claims, tested from saved results: paired gains over seeds (Omniglot Table II,
+the effect of C_x* and the long-tail CIFAR-10 gains).
 
 Every algorithm of one seed starts from the same (x0, y0) and sees common random numbers
 (``engine/run.py``), so a claim "A above B" is tested on the per-seed differences
@@ -32,11 +32,16 @@ def _per_seed(finals: pd.DataFrame, setting: str, method: str) -> pd.Series:
 
 def paired_gain(a: pd.Series, b: pd.Series) -> tuple[float, float, int]:
     """(mean, 95% half-width, seeds) of a - b over the seeds both have."""
-    diff = (a - b).dropna()
-    n = len(diff)
+    return over_seeds(a - b)
+
+
+def over_seeds(values: pd.Series) -> tuple[float, float, int]:
+    """(mean, Student-t 95% half-width, seeds) of per-seed ``values`` (NaN dropped)."""
+    values = values.dropna()
+    n = len(values)
     if n == 0:
         return math.nan, math.nan, 0
-    return float(diff.mean()), float(ci95(diff.std(ddof=1), n)) if n > 1 else math.nan, n
+    return float(values.mean()), float(ci95(values.std(ddof=1), n)) if n > 1 else math.nan, n
 
 
 def verdict(mean: float, half: float, expect_positive: bool = True) -> str:
@@ -154,6 +159,36 @@ def cifar_claims_table(finals: pd.DataFrame) -> list[str]:
         lines.append(
             f"| {name} | {shown} | {_cell(mean, half, n)} | {verdict(mean, half, expect)} |"
         )
+    return lines
+
+
+def coverage_claims_table(finals: pd.DataFrame) -> list[str]:
+    """Markdown rows of "the larger C_x*, the better" (Fig. 4 right) for each method of a
+    coverage sweep (settings ``c<C>``), paired over the seeds: the gain from the smallest to the
+    largest C_x*, and the least-squares slope of final accuracy in C_x* (points per client)
+    fitted per seed."""
+    lines = [
+        "| claim | method | ours (mean ± 95% CI over seeds) | verdict |",
+        "| --- | --- | ---: | --- |",
+    ]
+    sweep = finals[finals["setting"].astype(str).str.fullmatch(r"c\d+")]
+    for method in dict.fromkeys(sweep["algorithm"]):
+        rows = sweep[sweep["algorithm"] == method]
+        acc = 100 * rows.pivot_table(index="seed", columns="setting", values="accuracy")
+        acc.columns = [int(c[1:]) for c in acc.columns]
+        acc = acc[sorted(acc.columns)].dropna()
+        if acc.shape[1] < 2:
+            continue
+        low, high = acc.columns[0], acc.columns[-1]
+        centred = acc.columns.to_numpy(dtype=float) - acc.columns.to_numpy(dtype=float).mean()
+        slopes = acc.to_numpy() @ centred / (centred @ centred)
+        claims = [
+            (f"C_x* = {high} above C_x* = {low}", paired_gain(acc[high], acc[low])),
+            (f"slope in C_x* = {low}..{high} (points per client)",
+             over_seeds(pd.Series(slopes, index=acc.index))),
+        ]  # fmt: skip
+        for name, (mean, half, n) in claims:
+            lines.append(f"| {name} | {method} | {_cell(mean, half, n)} | {verdict(mean, half)} |")
     return lines
 
 

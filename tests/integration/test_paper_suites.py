@@ -66,6 +66,21 @@ def test_cifar_lt_smoke_runs_and_reports_head_tail_and_learned_losses(root, caps
     assert untuned[0]["delta"] == [1.0] * 10 and untuned[0]["iota"] == [0.0] * 10
 
 
+def test_omniglot_coverage_smoke_measures_the_coverage_it_sets(root, capsys, tmp_path):
+    """Coverage halves on Conv4: per coordinate (Def. 3) C_x* is the setting's C, y is whole;
+    the report shows both accuracies and the paired claim."""
+    out, results, _ = _run_and_report(
+        capsys, tmp_path, "omniglot-coverage", "--settings", "c1,c4", "--algorithms", "rabo"
+    )
+    finals = results.groupby("run_id").tail(1).set_index("setting")
+    assert finals.loc["c1", "coverage_x_min"] == 1 and finals.loc["c4", "coverage_x_min"] == 4
+    assert (finals["coverage_y_min"] == 10).all()
+    assert finals["submodel_accuracy"].between(0, 1).all()
+    table = (out / "table.md").read_text()
+    assert "| 4 | 4 | rabo |" in table and "sub-models (%)" in table
+    assert "C_x* = 4 above C_x* = 1 | rabo |" in table
+
+
 def test_paper_resnet12_costs_match_the_reported_shares(root):
     """SPEC §8: the paper's 26.7% / 17.8% computation and 26.7% communication are
     mean_i P(r_i)/P(1) (x 2/3 for RAFBO) over widths {1, 1/2, 1/4, 1/8, 1/16}. For FLOPs, every

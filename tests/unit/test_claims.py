@@ -13,6 +13,7 @@ from scipy import stats
 from rabo_bench.report.claims import (
     cifar_claims_table,
     claims_table,
+    coverage_claims_table,
     paired_gain,
     plateau_table,
     verdict,
@@ -113,3 +114,26 @@ def test_rabo_at_its_longer_horizon_pairs_with_the_base_settings_other_methods()
     fedmbo = rows["FedMBO (full) above RABO at 500 rounds (5w1s-long)"]
     assert fedmbo.rstrip(" |").endswith("reversed")  # FedMBO 8 points below in every seed
     assert "RABO above the sub-model mean" in rows  # the 120-round comparison stays
+
+
+def test_coverage_claims_pair_the_sweep_ends_and_fit_a_slope_per_seed():
+    """Accuracy = 50 + s C + seed offset, with slope s = 2, 3, 4 points per client for seeds
+    0, 1, 2 (C = 1, 2, 3, 5: a missing C is fine): C = 5 above C = 1 by 4 s, slopes 2, 3, 4."""
+    rows = [
+        {
+            "setting": f"c{c}",
+            "algorithm": "rabo",
+            "seed": seed,
+            "accuracy": (50 + s * c + seed) / 100,
+        }
+        for seed, s in enumerate((2.0, 3.0, 4.0))
+        for c in (1, 2, 3, 5)
+    ]
+    rows.append({"setting": "other", "algorithm": "rabo", "seed": 0, "accuracy": 0.9})  # ignored
+    lines = coverage_claims_table(pd.DataFrame(rows))
+    assert len(lines) == 4
+    gain, slope = ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])
+    assert gain[0] == "C_x* = 5 above C_x* = 1" and slope[0].startswith("slope in C_x* = 1..5")
+    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)  # per-seed slopes 2, 3, 4 (sd 1)
+    assert gain[2] == f"+12.00 ± {4 * half:.2f} (3 seeds)" and gain[3] == "holds"
+    assert slope[2] == f"+3.00 ± {half:.2f} (3 seeds)" and slope[3] == "holds"
