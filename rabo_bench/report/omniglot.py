@@ -320,7 +320,15 @@ def write_coverage_report(folder: Path, results: pd.DataFrame) -> list[Path]:
     paths = _sweep_report(folder, results, head, cells)
     claims = coverage_claims_table(finals)
     if len(claims) > 2:
+        sections = [
+            "## The larger C_x*, the better? Paired over seeds",
+            "",
+            *claims,
+            "",
+            "## Plateau: the change over the last fifth of the rounds",
+            "",
+            *plateau_table(results),
+        ]
         with paths[0].open("a") as out:
-            out.write("\n## The larger C_x*, the better? Paired over seeds\n\n")
-            out.write("\n".join(claims) + "\n")
+            out.write("\n" + "\n".join(sections) + "\n")
     return paths
