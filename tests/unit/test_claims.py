@@ -133,6 +133,18 @@ def test_coverage_claims_pair_the_sweep_ends_and_fit_a_slope_per_seed():
     lines = coverage_claims_table(pd.DataFrame(rows))
     assert len(lines) == 4
     gain, slope = ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])
+    # the control: the whole model 1 point below C = 5 in every seed
+    rows += [
+        {
+            "setting": "full",
+            "algorithm": "rabo",
+            "seed": seed,
+            "accuracy": (49 + 5 * s + seed) / 100,
+        }
+        for seed, s in enumerate((2.0, 3.0, 4.0))
+    ]
+    control = coverage_claims_table(pd.DataFrame(rows))[4]
+    assert control == "| whole model above C_x* = 5 | rabo | -1.00 ± 0.00 (3 seeds) | reversed |"
     assert gain[0] == "C_x* = 5 above C_x* = 1" and slope[0].startswith("slope in C_x* = 1..5")
     half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)  # per-seed slopes 2, 3, 4 (sd 1)
     assert gain[2] == f"+12.00 ± {4 * half:.2f} (3 seeds)" and gain[3] == "holds"
