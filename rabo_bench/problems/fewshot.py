@@ -11,8 +11,8 @@ Two readings of the inner variable (``reading``; docs/design.md "Omniglot" expla
   the hyper-representation problem (Franceschi et al. 2018; PZOBO's Omniglot): x is learned so
   that a head fitted to a support set does well on the same episode's query set. phi_x is
   unit-normalised per row (``head_features = "unit"``, the default), as the evaluation's heads
-  read it, so g is (1 + reg)-smooth whatever the backbone; ``"raw"`` (the runs before stop 26)
-  lets the exact hypergradient grow the features' scale until the inner steps diverge
+  read it, so g is (1 + reg)-smooth whatever the backbone; ``"raw"`` (the runs before commit
+  b9f32dc) lets the exact hypergradient grow the features' scale until the inner steps diverge
   (docs/design.md, results/omniglot/cpu-estimators). A client
   draws ``tasks_per_batch`` episodes of its characters per estimate (the paper's meta-batch
   16) and averages over them. The single-level sub-model baselines train the backbone with the
@@ -91,7 +91,7 @@ class FewShotConfig(Checked):
     seed: int = setting(0, SEED)  # the character shards and the test episodes
     reading: str = setting("episode", OneOf(READINGS))  # per-episode inner problems | global
     # what the head reads in g and f: unit-normalised features, as the evaluation's heads do,
-    # or the raw ones (the runs before stop 26; an ablation). A loss setting (registry below)
+    # or the raw ones (the runs before commit b9f32dc; an ablation). A loss setting (registry below)
     head_features: str = setting("unit", OneOf(HEAD_FEATURES))
 
     @property
@@ -379,6 +379,6 @@ register_problem(
     # Dist-MAML's adaptation steps and step size, settings of the problem until issue 18 moved
     # them to the baseline (baselines/maml.py): kept in the run identity for the random streams
     retired={"maml_steps": 5, "maml_lr": 0.1},
-    # before stop 26 the head read the raw features
+    # before commit b9f32dc the head read the raw features
     loss_settings={"head_features": "raw"},
 )
