@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from rabo_bench.algorithms import display_name
@@ -53,6 +54,25 @@ def untrained_cell(finals: pd.DataFrame, algorithm: str) -> str:
         return "-"
     values = finals.loc[finals["algorithm"] == algorithm, "untrained_fraction"].dropna()
     return f"{100 * values.mean():.1f}%" if len(values) else "-"
+
+
+def vs_parameter_table(details: pd.DataFrame) -> list[str]:
+    """The learned VS-loss parameters of the bilevel methods at the last round, per class,
+    means over the seeds (``details``: one row per run with its ``delta`` and ``iota``)."""
+    lines = [
+        "## Learned VS-loss parameters at the last round (Delta = 2 sigmoid(d), iota), "
+        "means over the seeds",
+        "",
+        "| method | Delta per class | iota per class |",
+        "| --- | --- | --- |",
+    ]
+    for method in ("rabo", "rafbo", "fedmbo"):
+        d = details[details["algorithm"] == method]
+        if len(d):
+            delta = ", ".join(f"{v:.3f}" for v in np.mean(d["delta"].tolist(), axis=0))
+            iota = ", ".join(f"{v:+.3f}" for v in np.mean(d["iota"].tolist(), axis=0))
+            lines.append(f"| {display_name(method)} | {delta} | {iota} |")
+    return lines
 
 
 def plot_per_class(details: pd.DataFrame, path: Path, title: str) -> list[Path]:
@@ -151,20 +171,9 @@ def write_cifar_report(folder: Path, results: pd.DataFrame) -> list[Path]:
         "over the seeds at the last round ('flat' when within it).",
         "",
         *plateau_table(results),
-    ]
-    lines += [
         "",
-        "## Learned VS-loss parameters at the last round (Delta = 2 sigmoid(d), iota)",
-        "",
-        "| method | Delta per class | iota per class |",
-        "| --- | --- | --- |",
+        *vs_parameter_table(details),
     ]
-    for method in ("rabo", "rafbo", "fedmbo"):
-        d = details[details["algorithm"] == method]
-        if len(d):
-            delta = ", ".join(f"{v:.3f}" for v in d["delta"].iloc[0])
-            iota = ", ".join(f"{v:+.3f}" for v in d["iota"].iloc[0])
-            lines.append(f"| {display_name(method)} | {delta} | {iota} |")
     table_md = folder / "table.md"
     table_md.write_text("\n".join(lines) + "\n")
     per_class = plot_per_class(details, folder / "per_class.png", setup_title(folder, results))

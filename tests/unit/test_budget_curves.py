@@ -15,7 +15,7 @@ import pytest
 from rabo_bench.algorithms import available, display_name
 from rabo_bench.algorithms.style import method_style
 from rabo_bench.engine.results import COLUMNS
-from rabo_bench.report.cifar import write_cifar_report
+from rabo_bench.report.cifar import vs_parameter_table, write_cifar_report
 from rabo_bench.report.curves import X_AXES, mean_curves, panels_of
 from rabo_bench.report.omniglot import write_omniglot_report
 from rabo_bench.report.runs import read_results
@@ -157,3 +157,17 @@ def test_a_long_variant_is_drawn_in_its_base_settings_panel():
         "5w5s": ["5w5s"],
         "7w1s-long": ["7w1s-long"],  # no base setting in the results: a panel of its own
     }
+
+
+def test_vs_parameter_table_averages_the_seeds():
+    """The learned VS parameters are the means over the seeds, not one seed's values."""
+    details = pd.DataFrame(
+        [
+            {"algorithm": "rabo", "seed": 0, "delta": [1.0, 2.0], "iota": [0.5, -0.5]},
+            {"algorithm": "rabo", "seed": 1, "delta": [3.0, 4.0], "iota": [-0.1, 0.1]},
+            {"algorithm": "static", "seed": 0, "delta": [1.0, 1.0], "iota": [0.0, 0.0]},
+        ]
+    )
+    lines = vs_parameter_table(details)
+    assert "means over the seeds" in lines[0]
+    assert lines[4:] == [f"| {display_name('rabo')} | 2.000, 3.000 | +0.200, -0.200 |"]
