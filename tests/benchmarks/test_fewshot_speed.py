@@ -39,7 +39,7 @@ from rabo_bench.engine.suite import load_suite
 from rabo_bench.federated.rounds import FederatedRun
 from rabo_bench.models.compute import Compute
 from rabo_bench.problems.registry import make_problem
-from tests.benchmarks.flops import count_flops, record
+from tests.benchmarks.flops import MatmulPeak, count_flops, record
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = Path(
@@ -53,6 +53,14 @@ KIND = {"rabo": "bilevel", "static": "single_level"}
 
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.fixture(scope="module")
+def peak() -> MatmulPeak:
+    """The dense-matmul FLOP/s of the device the rounds run on (the GPU where there is one;
+    the session's ``peak`` measures the CPU, where the other benchmarks run)."""
+    with torch.device(device()):
+        return MatmulPeak.measure()
 
 
 @pytest.fixture(scope="module", params=list(PRESETS))
