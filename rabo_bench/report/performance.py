@@ -365,9 +365,9 @@ def gpu_section(cpu: list[Result], gpu: list[Result], gpu_model: str) -> list[st
             for engine in ENGINES:
                 key = {"clients": n, "algorithm": algorithm, "engine": engine}
                 here, there = (_find(rs, "test_round", **key) for rs in (cpu, gpu))
-                if here is None and there is None:
+                if there is None:  # the GPU run did not time this point
                     continue
-                ratio = "—" if None in (here, there) else f"{here.median / there.median:.1f}x"
+                ratio = "—" if here is None else f"{here.median / there.median:.1f}x"
                 rows.append(
                     [
                         str(n),
@@ -378,6 +378,8 @@ def gpu_section(cpu: list[Result], gpu: list[Result], gpu_model: str) -> list[st
                         ratio,
                     ]
                 )
+    if not rows:
+        return []
     return [
         f"## CPU vs GPU ({gpu_model})",
         "",
@@ -393,9 +395,11 @@ def write(
     wall: float | None,
     command: str,
     update: Path | None = None,
+    gpu_command: str | None = None,
 ) -> list[Path]:
     """The report of ``bench`` (with ``update``'s re-run merged in) in ``out``; ``command`` and
-    ``wall`` describe the run of ``bench`` where its JSON does not record them."""
+    ``wall`` describe the run of ``bench`` where its JSON does not record them, ``gpu_command``
+    the run of ``gpu`` (default: ``command``)."""
     data = json.loads(bench.read_text())
     command, wall = data.setdefault("command", command), data.setdefault("wall_seconds", wall)
     if update is not None:
@@ -426,7 +430,7 @@ def write(
         model = gpu_data["machine_info"].get("gpu", "GPU")
         body += gpu_section(results, gpu_results, model)
         body += fewshot_section(gpu_results, model)
-        prov += provenance(gpu_data, command, None, f"GPU run ({model})")
+        prov += provenance(gpu_data, gpu_command or command, None, f"GPU run ({model})")
         shutil.copyfile(gpu, out / "benchmark-gpu.json")
         written.append(out / "benchmark-gpu.json")
     written[0].write_text("\n".join(body))
@@ -442,13 +446,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpu", type=Path, help="pytest-benchmark JSON of a GPU run")
     parser.add_argument("--wall-seconds", type=float, help="wall time of the whole run")
     parser.add_argument("--command", default="make bench", help="the command that ran it")
+    parser.add_argument("--gpu-command", help="the command that ran the GPU run (default: --command)")
     parser.add_argument(
         "--update",
         type=Path,
         help="pytest-benchmark JSON of a re-run of some tests (replaces their benchmarks)",
     )
     args = parser.parse_args(argv)
-    paths = write(args.bench, args.out, args.gpu, args.wall_seconds, args.command, args.update)
+    paths = write(
+        args.bench,
+        args.out,
+        args.gpu,
+        args.wall_seconds,
+        args.command,
+        args.update,
+        args.gpu_command,
+    )
     for path in paths:
         print(f"wrote {path}")
 

@@ -81,8 +81,12 @@ def test_fewshot_round_next_to_the_reference(tmp_path):
     gpu = _run(
         tmp_path / "gpu.json", [_fewshot("paper", "static", 0.9, 1.2)], gpu="Fake GPU 80GB"
     )
-    write(cpu, tmp_path / "out", gpu, wall=None, command="make bench")
+    write(cpu, tmp_path / "out", gpu, None, "make bench", gpu_command="bash gpu_session.sh")
     readme = (tmp_path / "out" / "README.md").read_text()
+    assert "## CPU vs GPU" not in readme  # the GPU run timed no synthetic round
+    provenance = (tmp_path / "out" / "PROVENANCE.md").read_text()
+    assert "* command: `make bench`" in provenance
+    assert "* command: `bash gpu_session.sh`, i.e. `pytest" in provenance
     row = "| cpu | rabo | bilevel | 600 ms | 500 ms | 1.20 | 1 | 2 | 5 % | 10 % |"
     assert "## Omniglot round vs a plain PyTorch loop (CPU)" in readme and row in readme
     assert "## Omniglot round vs a plain PyTorch loop (Fake GPU 80GB)" in readme
