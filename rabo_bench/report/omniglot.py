@@ -181,8 +181,8 @@ def matched_markdown(table: pd.DataFrame, ours: dict[str, dict[str, float]]) -> 
 
 
 def long_markdown(table: pd.DataFrame, ours: dict[str, dict[str, float]]) -> list[str]:
-    """RABO at the horizon of each ``<setting>-long`` variant (RABO alone, more rounds) next to
-    ``<setting>``'s methods at theirs."""
+    """The methods of each ``<setting>-long`` variant (RABO, and FedMBO where it ran; more
+    rounds) at its horizon, next to ``<setting>``'s methods at theirs."""
     lines = []
     for row in table[table["setting"].astype(str).str.endswith(LONG)].itertuples():
         base = row.setting.removesuffix(LONG)
@@ -228,7 +228,7 @@ def write_omniglot_report(folder: Path, results: pd.DataFrame) -> list[Path]:
         parts += ["## Budget-matched sub-model baselines", "", *matched, ""]
     longer = long_markdown(everything, ours)
     if longer:
-        parts += ["## RABO at a longer horizon", "", *longer, ""]
+        parts += ["## At a longer horizon (the `-long` settings)", "", *longer, ""]
     if "rabo" in ours:
         parts += [
             "## The paper's claims, paired over seeds",

@@ -114,6 +114,16 @@ def test_rabo_at_its_longer_horizon_pairs_with_the_base_settings_other_methods()
     fedmbo = rows["FedMBO (full) above RABO at 500 rounds (5w1s-long)"]
     assert fedmbo.rstrip(" |").endswith("reversed")  # FedMBO 8 points below in every seed
     assert "RABO above the sub-model mean" in rows  # the 120-round comparison stays
+    # FedMBO at the longer horizon too: paired with RABO there, not at 120 rounds
+    long_fedmbo = [("5w1s-long", "fedmbo", seed, acc, 500) for seed, acc in enumerate((0.9,) * 3)]
+    columns = ["setting", "algorithm", "seed", "accuracy", "round"]
+    both = pd.concat([finals, pd.DataFrame(long_fedmbo, columns=columns)], ignore_index=True)
+    rows = {line.split("|")[1].strip(): line for line in claims_table(both)[2:]}
+    assert "FedMBO (full) above RABO at 500 rounds (5w1s-long)" not in rows
+    cells = [c.strip() for c in rows["FedMBO (full) above RABO, both at 500 rounds (5w1s-long)"]
+             .strip("|").split("|")]  # fmt: skip
+    mean, half, _ = paired_gain(pd.Series([90.0] * 3), pd.Series([85.0, 85.0, 87.0]))
+    assert cells[3] == f"{mean:+.2f} ± {half:.2f} (3 seeds)" and mean == pytest.approx(13 / 3)
 
 
 def test_coverage_claims_pair_the_sweep_ends_and_fit_a_slope_per_seed():
