@@ -446,7 +446,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpu", type=Path, help="pytest-benchmark JSON of a GPU run")
     parser.add_argument("--wall-seconds", type=float, help="wall time of the whole run")
     parser.add_argument("--command", default="make bench", help="the command that ran it")
-    parser.add_argument("--gpu-command", help="the command that ran the GPU run (default: --command)")
+    parser.add_argument(
+        "--gpu-command", help="the command that ran the GPU run (default: --command)"
+    )
     parser.add_argument(
         "--update",
         type=Path,
