@@ -129,10 +129,9 @@ def _longer_horizon(finals: pd.DataFrame, setting: str, baselines: pd.DataFrame)
         rows.append((f"{label} above the sub-model mean", rabo, baselines.mean(axis=1), "rabo",
                      None))  # fmt: skip
     fedmbo = _per_seed(finals, long, "fedmbo")
-    if fedmbo.empty:
-        fedmbo = _per_seed(finals, setting, "fedmbo")
-        return [*rows, (f"FedMBO (full) above {label}", fedmbo, rabo, "fedmbo", "rabo")]
     name = f"FedMBO (full) above RABO, both at {rounds} rounds ({long})"
+    if fedmbo.empty:
+        fedmbo, name = _per_seed(finals, setting, "fedmbo"), f"FedMBO (full) above {label}"
     return [*rows, (name, fedmbo, rabo, "fedmbo", "rabo")]
 
 
