@@ -78,9 +78,7 @@ def _fewshot(size: str, algorithm: str, ours: float, reference: float) -> dict:
 
 def test_fewshot_round_next_to_the_reference(tmp_path):
     cpu = _run(tmp_path / "cpu.json", [_fewshot("cpu", "rabo", 0.6, 0.5)])
-    gpu = _run(
-        tmp_path / "gpu.json", [_fewshot("paper", "static", 0.9, 1.2)], gpu="Fake GPU 80GB"
-    )
+    gpu = _run(tmp_path / "gpu.json", [_fewshot("paper", "static", 0.9, 1.2)], gpu="Fake GPU 80GB")
     write(cpu, tmp_path / "out", gpu, None, "make bench", gpu_command="bash gpu_session.sh")
     readme = (tmp_path / "out" / "README.md").read_text()
     assert "## CPU vs GPU" not in readme  # the GPU run timed no synthetic round

@@ -26,9 +26,7 @@ class HeavyBallHypergradient(LocalHypergradient):
 
     def server_step(self, ctx, x, hypergradients):
         mean, covered = hypergradients.mean()
-        previous = ctx.carried(
-            self.name, lambda: {k: torch.zeros_like(v) for k, v in mean.items()}
-        )
+        previous = ctx.carried(self.name, lambda: {k: torch.zeros_like(v) for k, v in mean.items()})
         buffer = {
             k: torch.where(covered[k], self.momentum * previous[k] + mean[k], previous[k])
             for k in mean

@@ -17,7 +17,7 @@ from rabo_bench.hypergrad.base import register_estimator
 ROOT = Path(__file__).resolve().parents[2]
 KNOWN = ["cg", "coordinate_fd", "exact", "gaussian_zo", "itd", "neumann", "sampled_neumann"]
 
-TOY = '''
+TOY = """
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -32,7 +32,7 @@ class Toy(HypergradientEstimator):
 
     def __call__(self, oracles, x, y, rng):
         return self.scale * x
-'''
+"""
 
 
 def test_every_estimator_module_registers_on_first_use():

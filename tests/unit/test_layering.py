@@ -70,7 +70,5 @@ def test_every_subpackage_has_a_floor():
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_imports_go_down_the_stack(path):
     own = subpackage(path)
-    upward = {
-        other for other in imported(path) if other != own and FLOORS[other] >= FLOORS[own]
-    }
+    upward = {other for other in imported(path) if other != own and FLOORS[other] >= FLOORS[own]}
     assert not upward, f"{own} (floor {FLOORS[own]}) imports {sorted(upward)}"

@@ -115,7 +115,7 @@ def test_summary_flags_runs_with_uncovered_coordinates():
 def test_a_run_with_an_untrained_coordinate_prints_one_warning_line(capsys, tmp_path: Path):
     suite = (SUITES_DIR / "synthetic.toml").read_text()
     nested = suite.replace(
-        'capacities = [1, 1, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125, 0.0625, 0.0625]\n',
+        "capacities = [1, 1, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125, 0.0625, 0.0625]\n",
         "capacities = [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]\n",
         1,
     )
