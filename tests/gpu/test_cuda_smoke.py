@@ -18,6 +18,7 @@ queries; the sub-models are evaluated on the intermediate set).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 
@@ -54,12 +55,10 @@ def on_cpu(tmp_path_factory) -> Callable[[str], list[dict[str, str]]]:
     """A suite's smoke table on the CPU, computed at its first use: a machine that holds one
     suite's data runs that suite's tests (``-k omniglot``; CIFAR-10's archive is too large to
     carry to a lent GPU machine)."""
-    tables: dict[str, list[dict[str, str]]] = {}
 
+    @functools.cache
     def of(suite: str) -> list[dict[str, str]]:
-        if suite not in tables:
-            tables[suite] = table(tmp_path_factory.mktemp("cpu"), suite, "cpu")
-        return tables[suite]
+        return table(tmp_path_factory.mktemp("cpu"), suite, "cpu")
 
     return of
 
