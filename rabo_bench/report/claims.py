@@ -90,15 +90,7 @@ def claims_table(finals: pd.DataFrame) -> list[str]:
             ("Dist-ProtoNet (full) above RABO", _per_seed(finals, s, "protonet"), rabo,
              "protonet", "rabo"),
         ]  # fmt: skip
-        matched = f"{s}{MATCHED}"
-        if matched in set(finals["setting"]):
-            mean_matched = pd.concat(
-                [_per_seed(finals, matched, b) for b in SUBMODEL_BASELINES], axis=1
-            ).mean(axis=1)
-            comparisons.append(
-                ("RABO above the sub-model mean at one local step", rabo, mean_matched, "rabo",
-                 None)
-            )  # fmt: skip
+        comparisons += _at_one_local_step(finals, s)
         comparisons += _longer_horizon(finals, s, baselines)
         for name, a, b, pa, pb in comparisons:
             if a.empty or b.dropna().empty:
@@ -112,6 +104,44 @@ def claims_table(finals: pd.DataFrame) -> list[str]:
     return lines
 
 
+def horizon(finals: pd.DataFrame, setting: str) -> int:
+    """The last round the runs of ``setting`` reached (0 without runs)."""
+    rounds = finals.loc[finals["setting"] == setting, "round"]
+    return int(rounds.max()) if len(rounds) else 0
+
+
+def same_horizon(finals: pd.DataFrame, setting: str, rounds: int) -> str:
+    """Which of ``setting`` and ``<setting>-long`` ran RABO for ``rounds`` rounds ("" if
+    neither): the bilevel runs that pair with a ``-matched`` variant of that horizon."""
+    for source in (setting, f"{setting}{LONG}"):
+        ran = finals[(finals["setting"] == source) & (finals["algorithm"] == "rabo")]
+        if len(ran) and int(ran["round"].max()) == rounds:
+            return source
+    return ""
+
+
+def _at_one_local_step(finals: pd.DataFrame, setting: str) -> list[tuple]:
+    """RABO against the mean of the sub-model baselines at one local step per round
+    (``<setting>-matched``: as many backbone updates per round), at equal rounds: RABO from
+    ``setting`` or ``<setting>-long``, whichever ran as many rounds as the matched runs. Where
+    neither did, the row names both horizons."""
+    matched = f"{setting}{MATCHED}"
+    rounds = horizon(finals, matched)
+    if not rounds:
+        return []
+    mean_matched = pd.concat(
+        [_per_seed(finals, matched, b) for b in SUBMODEL_BASELINES], axis=1
+    ).mean(axis=1)
+    source = same_horizon(finals, setting, rounds)
+    if source:
+        name = f"RABO above the sub-model mean at one local step, both at {rounds} rounds"
+        return [(f"{name} ({source}, {matched})", _per_seed(finals, source, "rabo"),
+                 mean_matched, "rabo", None)]  # fmt: skip
+    name = (f"RABO at {horizon(finals, setting)} rounds above the sub-model mean at one local "
+            f"step at {rounds} rounds ({matched})")  # fmt: skip
+    return [(name, _per_seed(finals, setting, "rabo"), mean_matched, "rabo", None)]
+
+
 def _longer_horizon(finals: pd.DataFrame, setting: str, baselines: pd.DataFrame) -> list[tuple]:
     """The comparisons with RABO at its ``<setting>-long`` horizon, where that setting ran:
     against each sub-model baseline and their mean at ``setting``'s horizon, and FedMBO against
@@ -121,7 +151,7 @@ def _longer_horizon(finals: pd.DataFrame, setting: str, baselines: pd.DataFrame)
     rabo = _per_seed(finals, long, "rabo")
     if rabo.empty:
         return []
-    rounds = int(finals.loc[finals["setting"] == long, "round"].max())
+    rounds = horizon(finals, long)
     label = f"RABO at {rounds} rounds ({long})"
     rows = [(f"{label} above {b}", rabo, _per_seed(finals, setting, b), "rabo", b)
             for b in SUBMODEL_BASELINES]  # fmt: skip
@@ -215,7 +245,8 @@ def plateau_table(results: pd.DataFrame) -> list[str]:
     0.8 Q, else the last one before Q, to Q), against the 95% CI over the seeds at Q (issue 14:
     "flat" when within it). Like with like: the intermediate points are measured on the curve's
     test subset, so the value at Q is the same subset's (``curve_accuracy`` in the final
-    details); runs that predate it fall back to the whole test set, marked with a dagger."""
+    details); runs that predate it fall back to the whole test set, marked with a dagger. Outside
+    the CI the verdict says which way the curve moves."""
     lines = [
         "| setting | method | rounds | change over the last fifth (points) | 95% CI at Q | flat? |",
         "| --- | --- | --- | ---: | ---: | --- |",
@@ -234,7 +265,7 @@ def plateau_table(results: pd.DataFrame) -> list[str]:
         change = float((acc.loc[last] - acc.loc[start]).mean())
         spread = acc.loc[last].dropna()
         half = float(ci95(spread.std(ddof=1), len(spread))) if len(spread) > 1 else math.nan
-        flat = "n/a (one seed)" if math.isnan(half) else ("yes" if abs(change) <= half else "no")
+        flat = _flat(change, half)
         mark = "" if curve is not None else " †"
         lines.append(
             f"| {setting} | {algorithm} | {start} -> {last}{mark} | {change:+.2f} | {half:.2f} "
@@ -248,6 +279,16 @@ def plateau_table(results: pd.DataFrame) -> list[str]:
             "sampling error as well.",
         ]
     return lines
+
+
+def _flat(change: float, half: float) -> str:
+    """The plateau verdict: "yes" within the CI; outside it, which way the curve still moves
+    (a fall is no reason to run longer, a rise is)."""
+    if math.isnan(half):
+        return "n/a (one seed)"
+    if abs(change) <= half:
+        return "yes"
+    return "no (rising)" if change > 0 else "no (falling)"
 
 
 def _curve_accuracy(last: pd.DataFrame) -> pd.Series | None:

@@ -18,6 +18,7 @@ from rabo_bench.report.claims import (
     plateau_table,
     verdict,
 )
+from rabo_bench.report.paper import SUBMODEL_BASELINES
 
 
 def test_paired_gain_is_the_mean_and_t_interval_of_per_seed_differences():
@@ -46,6 +47,10 @@ def test_plateau_compares_the_last_fifth_with_the_seed_interval():
     assert cells[2] == "50 -> 60 †"  # the first evaluated round at or after 0.8 Q
     assert float(cells[3]) == pytest.approx(0.0, abs=1e-9)  # +1, 0, -1 points: mean 0
     assert cells[5] == "yes"
+    for shift, word in ((+0.05, "no (rising)"), (-0.05, "no (falling)")):  # 5 points, CI ~2.5
+        moved = pd.DataFrame(rows)
+        moved.loc[moved["round"] == 60, "accuracy"] += shift
+        assert plateau_table(moved)[2].rstrip(" |").endswith(word)
 
 
 def test_plateau_reads_the_last_round_on_the_curves_test_subset():
@@ -159,3 +164,39 @@ def test_coverage_claims_pair_the_sweep_ends_and_fit_a_slope_per_seed():
     half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)  # per-seed slopes 2, 3, 4 (sd 1)
     assert gain[2] == f"+12.00 ± {4 * half:.2f} (3 seeds)" and gain[3] == "holds"
     assert slope[2] == f"+3.00 ± {half:.2f} (3 seeds)" and slope[3] == "holds"
+
+
+def _finals(accuracy: dict, rounds: dict) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"setting": s, "algorithm": a, "seed": seed, "accuracy": acc, "round": rounds[s]}
+            for (s, a), values in accuracy.items()
+            for seed, acc in enumerate(values)
+        ]
+    )
+
+
+def test_the_matched_baselines_pair_with_rabo_at_their_own_horizon():
+    """``-matched`` baselines (one local step a round) are compared with RABO at as many rounds:
+    from ``-long`` when they ran its 500, from the base setting when they ran its 120, and with
+    both horizons named when neither matches."""
+    accuracy = {  # the matched baselines' mean is 0.80, 0.81, 0.82
+        ("5w1s", "rabo"): (0.60, 0.62, 0.61),
+        ("5w1s-long", "rabo"): (0.85, 0.85, 0.87),
+        **{("5w1s-matched", b): (0.80, 0.81, 0.82) for b in SUBMODEL_BASELINES},
+    }
+    long = {"5w1s": 120, "5w1s-long": 500, "5w1s-matched": 500}
+    rows = {line.split("|")[1].strip(): line for line in claims_table(_finals(accuracy, long))[2:]}
+    name = ("RABO above the sub-model mean at one local step, both at 500 rounds "
+            "(5w1s-long, 5w1s-matched)")  # fmt: skip
+    mean, half, _ = paired_gain(pd.Series([85.0, 85.0, 87.0]), pd.Series([80.0, 81.0, 82.0]))
+    assert rows[name].split("|")[4].strip() == f"{mean:+.2f} ± {half:.2f} (3 seeds)"
+    short = {**long, "5w1s-matched": 120}
+    rows = {line.split("|")[1].strip(): line for line in claims_table(_finals(accuracy, short))[2:]}
+    name = ("RABO above the sub-model mean at one local step, both at 120 rounds "
+            "(5w1s, 5w1s-matched)")  # fmt: skip
+    assert rows[name].rstrip(" |").endswith("reversed")  # RABO 20 points below in every seed
+    other = {**long, "5w1s-matched": 240}
+    names = [line.split("|")[1].strip() for line in claims_table(_finals(accuracy, other))[2:]]
+    assert ("RABO at 120 rounds above the sub-model mean at one local step at 240 rounds "
+            "(5w1s-matched)") in names  # fmt: skip
