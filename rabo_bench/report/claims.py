@@ -144,7 +144,8 @@ def _at_one_local_step(finals: pd.DataFrame, setting: str) -> list[tuple]:
 
 def _longer_horizon(finals: pd.DataFrame, setting: str, baselines: pd.DataFrame) -> list[tuple]:
     """The comparisons with RABO at its ``<setting>-long`` horizon, where that setting ran:
-    against each sub-model baseline and their mean at ``setting``'s horizon, and FedMBO against
+    against each sub-model baseline, their mean and Dist-ProtoNet at ``setting``'s horizon (the
+    methods whose curves have flattened there), and FedMBO against
     it, at the same longer horizon where FedMBO ran the ``-long`` setting too (else at
     ``setting``'s)."""
     long = f"{setting}{LONG}"
@@ -158,6 +159,8 @@ def _longer_horizon(finals: pd.DataFrame, setting: str, baselines: pd.DataFrame)
     if baselines.shape[1] == len(SUBMODEL_BASELINES):
         rows.append((f"{label} above the sub-model mean", rabo, baselines.mean(axis=1), "rabo",
                      None))  # fmt: skip
+    rows.append((f"Dist-ProtoNet (full) above {label}", _per_seed(finals, setting, "protonet"),
+                 rabo, "protonet", "rabo"))  # fmt: skip
     fedmbo = _per_seed(finals, long, "fedmbo")
     name = f"FedMBO (full) above RABO, both at {rounds} rounds ({long})"
     if fedmbo.empty:

@@ -18,6 +18,7 @@ from rabo_bench.report.claims import (
     plateau_table,
     verdict,
 )
+from rabo_bench.report.omniglot import orderings
 from rabo_bench.report.paper import SUBMODEL_BASELINES
 
 
@@ -200,3 +201,36 @@ def test_the_matched_baselines_pair_with_rabo_at_their_own_horizon():
     names = [line.split("|")[1].strip() for line in claims_table(_finals(accuracy, other))[2:]]
     assert ("RABO at 120 rounds above the sub-model mean at one local step at 240 rounds "
             "(5w1s-matched)") in names  # fmt: skip
+
+
+def test_orderings_count_only_the_settings_in_which_the_methods_ran():
+    """A setting run for a few methods alone (20w5s: Dist-ProtoNet and RABO) neither counts as
+    RABO beating sub-model baselines that did not run there nor enters those denominators."""
+    every = ("rabo", "rafbo", "fedmbo", *SUBMODEL_BASELINES)
+    ours = {m: {"5w1s": 50.0, "5w5s": 60.0} for m in every}
+    ours["rabo"] = {"5w1s": 70.0, "5w5s": 55.0, "20w5s": 40.0}
+    ours["protonet"] = {"20w5s": 45.0}
+    lines = dict(line[2:].split(": ", 1) for line in orderings(ours))
+    assert lines["RABO above every sub-model baseline"] == "1/2 (5w1s) settings (paper: 4/4)"
+    assert lines["FedMBO (full) above RABO"] == "1/2 (5w5s) settings (paper: 4/4)"
+    assert lines["FedMBO above Dist-MAML and Dist-ProtoNet"] == "0/0 settings (paper: 4/4)"
+
+
+def test_dist_protonet_pairs_with_rabo_at_its_longer_horizon():
+    """Table II's 20w5s claim (Dist-ProtoNet 0.60 points above RABO) is tested at RABO's
+    ``-long`` horizon too; a setting run for the two alone gives their rows and no other."""
+    accuracy = {
+        ("20w5s", "rabo"): (0.40, 0.41, 0.42),
+        ("20w5s", "protonet"): (0.60, 0.62, 0.61),
+        ("20w5s-long", "rabo"): (0.50, 0.50, 0.53),
+    }
+    rounds = {"20w5s": 120, "20w5s-long": 500}
+    rows = {
+        line.split("|")[1].strip(): line for line in claims_table(_finals(accuracy, rounds))[2:]
+    }
+    cells = [c.strip() for c in rows["Dist-ProtoNet (full) above RABO at 500 rounds (20w5s-long)"]
+             .strip("|").split("|")]  # fmt: skip
+    mean, half, _ = paired_gain(pd.Series([60.0, 62.0, 61.0]), pd.Series([50.0, 50.0, 53.0]))
+    assert cells[2] == "+0.60" and cells[3] == f"{mean:+.2f} ± {half:.2f} (3 seeds)"
+    assert set(rows) == {"Dist-ProtoNet (full) above RABO",
+                         "Dist-ProtoNet (full) above RABO at 500 rounds (20w5s-long)"}  # fmt: skip
