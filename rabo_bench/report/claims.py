@@ -144,10 +144,9 @@ def _at_one_local_step(finals: pd.DataFrame, setting: str) -> list[tuple]:
 
 def _longer_horizon(finals: pd.DataFrame, setting: str, baselines: pd.DataFrame) -> list[tuple]:
     """The comparisons with RABO at its ``<setting>-long`` horizon, where that setting ran:
-    against each sub-model baseline, their mean and Dist-ProtoNet at ``setting``'s horizon (the
-    methods whose curves have flattened there), and FedMBO against
-    it, at the same longer horizon where FedMBO ran the ``-long`` setting too (else at
-    ``setting``'s)."""
+    against each sub-model baseline, their mean and Dist-ProtoNet at ``setting``'s horizon, and
+    FedMBO against it, at the same longer horizon where FedMBO ran the ``-long`` setting too
+    (else at ``setting``'s)."""
     long = f"{setting}{LONG}"
     rabo = _per_seed(finals, long, "rabo")
     if rabo.empty:

@@ -168,11 +168,12 @@ def matched_markdown(finals: pd.DataFrame, table: pd.DataFrame) -> list[str]:
     ``<setting>``, its horizon named), with the mean gain over them."""
     lines = []
     for setting in dict.fromkeys(table["setting"]):
-        base = setting.removesuffix(MATCHED)
-        rounds = horizon(finals, setting)
+        if not setting.endswith(MATCHED):
+            continue
+        base, rounds = setting.removesuffix(MATCHED), horizon(finals, setting)
         source = same_horizon(finals, base, rounds) or base
         ours = _ours(table[table["setting"] == source])
-        if not setting.endswith(MATCHED) or source not in ours.get("rabo", {}):
+        if source not in ours.get("rabo", {}):
             continue
         rows = table[table["setting"] == setting]
         cells = ", ".join(
