@@ -431,7 +431,8 @@ def write(
         body += gpu_section(results, gpu_results, model)
         body += fewshot_section(gpu_results, model)
         prov += provenance(gpu_data, gpu_command or command, None, f"GPU run ({model})")
-        shutil.copyfile(gpu, out / "benchmark-gpu.json")
+        if gpu.resolve() != (out / "benchmark-gpu.json").resolve():  # else already in place
+            shutil.copyfile(gpu, out / "benchmark-gpu.json")
         written.append(out / "benchmark-gpu.json")
     written[0].write_text("\n".join(body))
     written[1].write_text("\n".join(prov))

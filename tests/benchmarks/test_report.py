@@ -66,6 +66,9 @@ def test_report_tables_speedup_refusal_and_gpu(tmp_path):
     provenance = (tmp_path / "out" / "PROVENANCE.md").read_text()
     assert "abc123" in provenance and "2.0 min" in provenance and "GPU: Fake GPU 80GB" in provenance
     assert (tmp_path / "out" / "benchmark-gpu.json").is_file()
+    # a refresh of the CPU run beside the GPU run already in the folder (the committed one)
+    write(cpu, tmp_path / "out", tmp_path / "out" / "benchmark-gpu.json", 60.0, "make bench")
+    assert "## CPU vs GPU (Fake GPU 80GB)" in (tmp_path / "out" / "README.md").read_text()
 
 
 def _fewshot(size: str, algorithm: str, ours: float, reference: float) -> dict:
