@@ -38,8 +38,8 @@ estimators: $(STAMP)
 	$(BIN)/python -m rabo_bench.report.estimators
 
 # Benchmarks (tests/benchmarks, not in CI: RABO_BENCH_BENCH=1 turns them on), then the report
-# in BENCH_OUT. About 15 minutes on 2 cores (results/performance/PROVENANCE.md: 10.5 min before the
-# oracle-overhead benchmarks of issue 16, which add about 4, and the seed-batch point, about 1).
+# in BENCH_OUT. About 5 minutes on 2 cores with nothing else running, 14 beside other jobs
+# (results/performance/PROVENANCE.md).
 # BENCH_ARGS passes pytest arguments (e.g. --deselect a point); BENCH_GPU_JSON merges a GPU run
 # of the same benchmarks into the report.
 BENCH_JSON ?= out/benchmarks/benchmark.json
