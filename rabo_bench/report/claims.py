@@ -248,10 +248,12 @@ def plateau_table(results: pd.DataFrame) -> list[str]:
     "flat" when within it). Like with like: the intermediate points are measured on the curve's
     test subset, so the value at Q is the same subset's (``curve_accuracy`` in the final
     details); runs that predate it fall back to the whole test set, marked with a dagger. Outside
-    the CI the verdict says which way the curve moves."""
+    the CI the verdict says which way the curve moves. The last column, for information beside
+    the verdict: the change's own 95% CI, paired over the seeds (does the curve still move?)."""
     lines = [
-        "| setting | method | rounds | change over the last fifth (points) | 95% CI at Q | flat? |",
-        "| --- | --- | --- | ---: | ---: | --- |",
+        "| setting | method | rounds | change over the last fifth (points) | 95% CI at Q | flat? "
+        "| the change's 95% CI, paired |",
+        "| --- | --- | --- | ---: | ---: | --- | ---: |",
     ]
     mixed = False
     for (setting, algorithm), rows in results.groupby(["setting", "algorithm"], sort=False):
@@ -264,14 +266,14 @@ def plateau_table(results: pd.DataFrame) -> list[str]:
         earlier = acc.index[acc.index < last]
         late = earlier[earlier >= 0.8 * last]
         start = int(late.min() if len(late) else earlier.max())
-        change = float((acc.loc[last] - acc.loc[start]).mean())
+        change, paired, _ = over_seeds(acc.loc[last] - acc.loc[start])
         spread = acc.loc[last].dropna()
         half = float(ci95(spread.std(ddof=1), len(spread))) if len(spread) > 1 else math.nan
         flat = _flat(change, half)
         mark = "" if curve is not None else " †"
         lines.append(
             f"| {setting} | {algorithm} | {start} -> {last}{mark} | {change:+.2f} | {half:.2f} "
-            f"| {flat} |"
+            f"| {flat} | {paired:.2f} |"
         )
     if mixed:
         lines += [

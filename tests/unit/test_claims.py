@@ -48,10 +48,12 @@ def test_plateau_compares_the_last_fifth_with_the_seed_interval():
     assert cells[2] == "50 -> 60 †"  # the first evaluated round at or after 0.8 Q
     assert float(cells[3]) == pytest.approx(0.0, abs=1e-9)  # +1, 0, -1 points: mean 0
     assert cells[5] == "yes"
+    # the change's own interval, paired over the seeds: changes +1, 0, -1 (sd 1)
+    assert cells[6] == f"{stats.t.ppf(0.975, 2) / math.sqrt(3):.2f}"
     for shift, word in ((+0.05, "no (rising)"), (-0.05, "no (falling)")):  # 5 points, CI ~2.5
         moved = pd.DataFrame(rows)
         moved.loc[moved["round"] == 60, "accuracy"] += shift
-        assert plateau_table(moved)[2].rstrip(" |").endswith(word)
+        assert plateau_table(moved)[2].split("|")[6].strip() == word
 
 
 def test_plateau_reads_the_last_round_on_the_curves_test_subset():
