@@ -157,6 +157,13 @@ def test_a_long_variant_is_drawn_in_its_base_settings_panel():
         "5w5s": ["5w5s"],
         "7w1s-long": ["7w1s-long"],  # no base setting in the results: a panel of its own
     }
+    # and in the budget-matched panel of its base, where the matched baselines run as long
+    matched = ["5w1s", "5w1s-matched", "5w5s-matched", "5w1s-long"]
+    assert panels_of(matched) == {
+        "5w1s": ["5w1s", "5w1s-long"],
+        "5w1s-matched": ["5w1s-matched", "5w1s-long"],
+        "5w5s-matched": ["5w5s-matched"],
+    }
 
 
 def test_vs_parameter_table_averages_the_seeds():
