@@ -113,11 +113,8 @@ def horizon(finals: pd.DataFrame, setting: str) -> int:
 def same_horizon(finals: pd.DataFrame, setting: str, rounds: int) -> str:
     """Which of ``setting`` and ``<setting>-long`` ran RABO for ``rounds`` rounds ("" if
     neither): the bilevel runs that pair with a ``-matched`` variant of that horizon."""
-    for source in (setting, f"{setting}{LONG}"):
-        ran = finals[(finals["setting"] == source) & (finals["algorithm"] == "rabo")]
-        if len(ran) and int(ran["round"].max()) == rounds:
-            return source
-    return ""
+    rabo = finals[finals["algorithm"] == "rabo"]
+    return next((s for s in (setting, f"{setting}{LONG}") if horizon(rabo, s) == rounds), "")
 
 
 def _at_one_local_step(finals: pd.DataFrame, setting: str) -> list[tuple]:
