@@ -25,7 +25,7 @@ MATCHED = "-matched"  # a setting whose single-level baselines take one local st
 LONG = "-long"
 
 
-def _per_seed(finals: pd.DataFrame, setting: str, method: str) -> pd.Series:
+def per_seed(finals: pd.DataFrame, setting: str, method: str) -> pd.Series:
     rows = finals[(finals["setting"] == setting) & (finals["algorithm"] == method)]
     return (100 * rows.set_index("seed")["accuracy"]).astype(float)
 
@@ -69,25 +69,24 @@ def claims_table(finals: pd.DataFrame) -> list[str]:
     variants = (MATCHED, LONG)
     settings = [s for s in dict.fromkeys(finals["setting"]) if not str(s).endswith(variants)]
     for s in settings:
-        rabo = _per_seed(finals, s, "rabo")
+        rabo = per_seed(finals, s, "rabo")
         if rabo.empty:
             continue
         comparisons = [
-            (f"RABO above {b}", rabo, _per_seed(finals, s, b), "rabo", b)
-            for b in SUBMODEL_BASELINES
+            (f"RABO above {b}", rabo, per_seed(finals, s, b), "rabo", b) for b in SUBMODEL_BASELINES
         ]
-        baselines = pd.concat([_per_seed(finals, s, b) for b in SUBMODEL_BASELINES], axis=1)
+        baselines = pd.concat([per_seed(finals, s, b) for b in SUBMODEL_BASELINES], axis=1)
         if baselines.shape[1] == len(SUBMODEL_BASELINES):
             comparisons.append(
                 ("RABO above the sub-model mean", rabo, baselines.mean(axis=1), "rabo", None)
             )
         comparisons += [
-            ("RAFBO above the sub-model mean", _per_seed(finals, s, "rafbo"),
+            ("RAFBO above the sub-model mean", per_seed(finals, s, "rafbo"),
              baselines.mean(axis=1), "rafbo", None),
-            ("RAFBO below RABO (paper: slightly)", _per_seed(finals, s, "rafbo"), rabo, "rafbo",
+            ("RAFBO below RABO (paper: slightly)", per_seed(finals, s, "rafbo"), rabo, "rafbo",
              "rabo"),
-            ("FedMBO (full) above RABO", _per_seed(finals, s, "fedmbo"), rabo, "fedmbo", "rabo"),
-            ("Dist-ProtoNet (full) above RABO", _per_seed(finals, s, "protonet"), rabo,
+            ("FedMBO (full) above RABO", per_seed(finals, s, "fedmbo"), rabo, "fedmbo", "rabo"),
+            ("Dist-ProtoNet (full) above RABO", per_seed(finals, s, "protonet"), rabo,
              "protonet", "rabo"),
         ]  # fmt: skip
         comparisons += _at_one_local_step(finals, s)
@@ -127,41 +126,51 @@ def _at_one_local_step(finals: pd.DataFrame, setting: str) -> list[tuple]:
     if not rounds:
         return []
     mean_matched = pd.concat(
-        [_per_seed(finals, matched, b) for b in SUBMODEL_BASELINES], axis=1
+        [per_seed(finals, matched, b) for b in SUBMODEL_BASELINES], axis=1
     ).mean(axis=1)
     source = same_horizon(finals, setting, rounds)
     if source:
         name = f"RABO above the sub-model mean at one local step, both at {rounds} rounds"
-        return [(f"{name} ({source}, {matched})", _per_seed(finals, source, "rabo"),
+        return [(f"{name} ({source}, {matched})", per_seed(finals, source, "rabo"),
                  mean_matched, "rabo", None)]  # fmt: skip
     name = (f"RABO at {horizon(finals, setting)} rounds above the sub-model mean at one local "
             f"step at {rounds} rounds ({matched})")  # fmt: skip
-    return [(name, _per_seed(finals, setting, "rabo"), mean_matched, "rabo", None)]
+    return [(name, per_seed(finals, setting, "rabo"), mean_matched, "rabo", None)]
 
 
 def _longer_horizon(finals: pd.DataFrame, setting: str, baselines: pd.DataFrame) -> list[tuple]:
     """The comparisons with RABO at its ``<setting>-long`` horizon, where that setting ran:
-    against each sub-model baseline, their mean and Dist-ProtoNet at ``setting``'s horizon, and
+    against each sub-model baseline, their mean and Dist-ProtoNet at ``setting``'s horizon;
     FedMBO against it, at the same longer horizon where FedMBO ran the ``-long`` setting too
-    (else at ``setting``'s)."""
+    (else at ``setting``'s); and RAFBO, where it ran the ``-long`` setting, against RABO and the
+    sub-model mean there (RAFBO's curve rises with RABO's, so only equal horizons compare)."""
     long = f"{setting}{LONG}"
-    rabo = _per_seed(finals, long, "rabo")
+    rabo = per_seed(finals, long, "rabo")
     if rabo.empty:
         return []
     rounds = horizon(finals, long)
     label = f"RABO at {rounds} rounds ({long})"
-    rows = [(f"{label} above {b}", rabo, _per_seed(finals, setting, b), "rabo", b)
+    rows = [(f"{label} above {b}", rabo, per_seed(finals, setting, b), "rabo", b)
             for b in SUBMODEL_BASELINES]  # fmt: skip
     if baselines.shape[1] == len(SUBMODEL_BASELINES):
         rows.append((f"{label} above the sub-model mean", rabo, baselines.mean(axis=1), "rabo",
                      None))  # fmt: skip
-    rows.append((f"Dist-ProtoNet (full) above {label}", _per_seed(finals, setting, "protonet"),
+    rows.append((f"Dist-ProtoNet (full) above {label}", per_seed(finals, setting, "protonet"),
                  rabo, "protonet", "rabo"))  # fmt: skip
-    fedmbo = _per_seed(finals, long, "fedmbo")
-    name = f"FedMBO (full) above RABO, both at {rounds} rounds ({long})"
+    fedmbo = per_seed(finals, long, "fedmbo")
+    both = f"both at {rounds} rounds ({long})"
+    name = f"FedMBO (full) above RABO, {both}"
     if fedmbo.empty:
-        fedmbo, name = _per_seed(finals, setting, "fedmbo"), f"FedMBO (full) above {label}"
-    return [*rows, (name, fedmbo, rabo, "fedmbo", "rabo")]
+        fedmbo, name = per_seed(finals, setting, "fedmbo"), f"FedMBO (full) above {label}"
+    rows.append((name, fedmbo, rabo, "fedmbo", "rabo"))
+    rafbo = per_seed(finals, long, "rafbo")
+    if rafbo.empty:
+        return rows
+    rows.append((f"RAFBO below RABO (paper: slightly), {both}", rafbo, rabo, "rafbo", "rabo"))
+    if baselines.shape[1] == len(SUBMODEL_BASELINES):
+        rows.append((f"RAFBO at {rounds} rounds ({long}) above the sub-model mean", rafbo,
+                     baselines.mean(axis=1), "rafbo", None))  # fmt: skip
+    return rows
 
 
 def cifar_claims_table(finals: pd.DataFrame) -> list[str]:
@@ -172,7 +181,7 @@ def cifar_claims_table(finals: pd.DataFrame) -> list[str]:
         "| claim | paper (points) | ours (mean ± 95% CI over seeds) | verdict |",
         "| --- | ---: | ---: | --- |",
     ]
-    acc = {m: _per_seed(finals, "", m) for m in dict.fromkeys(finals["algorithm"])}
+    acc = {m: per_seed(finals, "", m) for m in dict.fromkeys(finals["algorithm"])}
     empty = pd.Series(dtype=float)
     baselines = pd.concat([acc.get(b, empty) for b in SUBMODEL_BASELINES], axis=1)
     mean_baselines = baselines.mean(axis=1) if baselines.shape[1] == 4 else empty
@@ -221,7 +230,7 @@ def coverage_claims_table(finals: pd.DataFrame) -> list[str]:
             (f"slope in C_x* = {low}..{high} (points per client)",
              over_seeds(pd.Series(slopes, index=acc.index))),
         ]  # fmt: skip
-        full = _per_seed(finals, "full", method)
+        full = per_seed(finals, "full", method)
         if not full.empty:
             claims.append((f"whole model above C_x* = {high}", paired_gain(full, acc[high])))
         for name, (mean, half, n) in claims:

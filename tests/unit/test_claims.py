@@ -236,3 +236,29 @@ def test_dist_protonet_pairs_with_rabo_at_its_longer_horizon():
     assert cells[2] == "+0.60" and cells[3] == f"{mean:+.2f} ± {half:.2f} (3 seeds)"
     assert set(rows) == {"Dist-ProtoNet (full) above RABO",
                          "Dist-ProtoNet (full) above RABO at 500 rounds (20w5s-long)"}  # fmt: skip
+
+
+def test_rafbo_pairs_with_rabo_only_at_equal_longer_horizons():
+    """RAFBO's ``-long`` runs give "RAFBO below RABO" and RAFBO over the sub-model mean at that
+    horizon; without them no RAFBO row mixes 120-round RAFBO with 500-round RABO."""
+    accuracy = {  # the baselines' mean is 0.80, 0.81, 0.82
+        ("5w1s", "rabo"): (0.60, 0.62, 0.61),
+        ("5w1s", "rafbo"): (0.55, 0.56, 0.56),
+        ("5w1s-long", "rabo"): (0.85, 0.85, 0.87),
+        **{("5w1s", b): (0.80, 0.81, 0.82) for b in SUBMODEL_BASELINES},
+    }
+    rounds = {"5w1s": 120, "5w1s-long": 500}
+    names = [line.split("|")[1].strip() for line in claims_table(_finals(accuracy, rounds))[2:]]
+    assert [n for n in names if "RAFBO" in n and "500" in n] == []
+    accuracy[("5w1s-long", "rafbo")] = (0.84, 0.83, 0.83)
+    rows = {
+        line.split("|")[1].strip(): line for line in claims_table(_finals(accuracy, rounds))[2:]
+    }
+    below = rows["RAFBO below RABO (paper: slightly), both at 500 rounds (5w1s-long)"]
+    cells = [c.strip() for c in below.strip("|").split("|")]
+    mean, half, _ = paired_gain(pd.Series([84.0, 83.0, 83.0]), pd.Series([85.0, 85.0, 87.0]))
+    assert cells[3] == f"{mean:+.2f} ± {half:.2f} (3 seeds)" and mean == pytest.approx(-7 / 3)
+    assert cells[4] == verdict(mean, half, expect_positive=False)
+    over = rows["RAFBO at 500 rounds (5w1s-long) above the sub-model mean"]
+    mean, _, _ = paired_gain(pd.Series([84.0, 83.0, 83.0]), pd.Series([80.0, 81.0, 82.0]))
+    assert over.split("|")[4].strip().startswith(f"{mean:+.2f} ± ") and mean == pytest.approx(7 / 3)
