@@ -1,7 +1,8 @@
 """Where the runs of a sweep execute (DESIGN.md §5): in this process, in N worker processes on
 this machine, or on a Ray cluster. Every engine calls the same per-run function and hands its
 rows back to the caller, which alone writes the run files, the results table and MLflow, so
-all engines give the same rows in the same layout.
+all engines give the same layout, and the same rows at the same torch thread count (the order
+of floating-point sums follows the threads; docs/scaling.md).
 
 * ``local``, ``jobs=1``: one run after another in this process (progress bars per round).
 * ``local``, ``jobs=N``: N 'spawn' worker processes, each with max(1, cores // N) torch threads

@@ -198,10 +198,12 @@ def long_markdown(
     finals: pd.DataFrame, table: pd.DataFrame, ours: dict[str, dict[str, float]]
 ) -> list[str]:
     """The methods of each ``<setting>-long`` variant (more rounds) at its horizon, next to
-    ``<setting>``'s methods at theirs, with what the extra rounds gave each: a ``-long`` run
-    shares its base run's random streams, so it is that run continued, and the gain is paired
-    over the seeds. A curve that passed the last-fifth test at the base horizon can still gain
-    here: the test has little power where the seeds spread widely."""
+    ``<setting>``'s methods at theirs, with what the extra rounds gave each, paired over the
+    seeds: a ``-long`` run shares its base run's random streams (episodes, masks, test
+    episodes), and computed at the same torch thread count it is that run continued (at
+    another, the order of floating-point sums differs, and a run can drift from its base run's
+    path: docs/scaling.md). A curve that passed the last-fifth test at the base horizon can
+    still gain here: the test has little power where the seeds spread widely."""
     lines = []
     for row in table[table["setting"].astype(str).str.endswith(LONG)].itertuples():
         base = row.setting.removesuffix(LONG)
