@@ -143,7 +143,7 @@ def _longer_horizon(finals: pd.DataFrame, setting: str, baselines: pd.DataFrame)
     against each sub-model baseline, their mean and Dist-ProtoNet at ``setting``'s horizon;
     FedMBO against it, at the same longer horizon where FedMBO ran the ``-long`` setting too
     (else at ``setting``'s); and RAFBO, where it ran the ``-long`` setting, against RABO and the
-    sub-model mean there (RAFBO's curve rises with RABO's, so only equal horizons compare)."""
+    sub-model mean there (a 120-round RAFBO against a longer RABO would mix horizons)."""
     long = f"{setting}{LONG}"
     rabo = per_seed(finals, long, "rabo")
     if rabo.empty:
