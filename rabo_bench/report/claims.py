@@ -75,14 +75,10 @@ def claims_table(finals: pd.DataFrame) -> list[str]:
         comparisons = [
             (f"RABO above {b}", rabo, per_seed(finals, s, b), "rabo", b) for b in SUBMODEL_BASELINES
         ]
-        baselines = pd.concat([per_seed(finals, s, b) for b in SUBMODEL_BASELINES], axis=1)
-        if baselines.shape[1] == len(SUBMODEL_BASELINES):
-            comparisons.append(
-                ("RABO above the sub-model mean", rabo, baselines.mean(axis=1), "rabo", None)
-            )
+        mean = _baselines_mean(finals, s)
         comparisons += [
-            ("RAFBO above the sub-model mean", per_seed(finals, s, "rafbo"),
-             baselines.mean(axis=1), "rafbo", None),
+            ("RABO above the sub-model mean", rabo, mean, "rabo", None),
+            ("RAFBO above the sub-model mean", per_seed(finals, s, "rafbo"), mean, "rafbo", None),
             ("RAFBO below RABO (paper: slightly)", per_seed(finals, s, "rafbo"), rabo, "rafbo",
              "rabo"),
             ("FedMBO (full) above RABO", per_seed(finals, s, "fedmbo"), rabo, "fedmbo", "rabo"),
@@ -90,8 +86,8 @@ def claims_table(finals: pd.DataFrame) -> list[str]:
              "protonet", "rabo"),
         ]  # fmt: skip
         comparisons += _at_one_local_step(finals, s)
-        comparisons += _longer_horizon(finals, s, baselines)
-        for name, a, b, pa, pb in comparisons:
+        comparisons += _longer_horizon(finals, s, mean)
+        for name, a, b, pa, pb in comparisons:  # rows with a side that did not run are left out
             if a.empty or b.dropna().empty:
                 continue
             mean, half, n = paired_gain(a, b)
@@ -125,9 +121,7 @@ def _at_one_local_step(finals: pd.DataFrame, setting: str) -> list[tuple]:
     rounds = horizon(finals, matched)
     if not rounds:
         return []
-    mean_matched = pd.concat(
-        [per_seed(finals, matched, b) for b in SUBMODEL_BASELINES], axis=1
-    ).mean(axis=1)
+    mean_matched = _baselines_mean(finals, matched)
     source = same_horizon(finals, setting, rounds)
     if source:
         name = f"RABO above the sub-model mean at one local step, both at {rounds} rounds"
@@ -138,7 +132,15 @@ def _at_one_local_step(finals: pd.DataFrame, setting: str) -> list[tuple]:
     return [(name, per_seed(finals, setting, "rabo"), mean_matched, "rabo", None)]
 
 
-def _longer_horizon(finals: pd.DataFrame, setting: str, baselines: pd.DataFrame) -> list[tuple]:
+def _baselines_mean(finals: pd.DataFrame, setting: str) -> pd.Series:
+    """Per seed, the mean of the sub-model baselines in ``setting`` (empty unless all ran)."""
+    runs = pd.concat([per_seed(finals, setting, b) for b in SUBMODEL_BASELINES], axis=1)
+    if runs.shape[1] < len(SUBMODEL_BASELINES) or runs.empty:
+        return pd.Series(dtype=float)
+    return runs.mean(axis=1)
+
+
+def _longer_horizon(finals: pd.DataFrame, setting: str, mean: pd.Series) -> list[tuple]:
     """The comparisons with RABO at its ``<setting>-long`` horizon, where that setting ran:
     against each sub-model baseline, their mean and Dist-ProtoNet at ``setting``'s horizon;
     FedMBO against it, at the same longer horizon where FedMBO ran the ``-long`` setting too
@@ -152,9 +154,7 @@ def _longer_horizon(finals: pd.DataFrame, setting: str, baselines: pd.DataFrame)
     label = f"RABO at {rounds} rounds ({long})"
     rows = [(f"{label} above {b}", rabo, per_seed(finals, setting, b), "rabo", b)
             for b in SUBMODEL_BASELINES]  # fmt: skip
-    if baselines.shape[1] == len(SUBMODEL_BASELINES):
-        rows.append((f"{label} above the sub-model mean", rabo, baselines.mean(axis=1), "rabo",
-                     None))  # fmt: skip
+    rows.append((f"{label} above the sub-model mean", rabo, mean, "rabo", None))
     rows.append((f"Dist-ProtoNet (full) above {label}", per_seed(finals, setting, "protonet"),
                  rabo, "protonet", "rabo"))  # fmt: skip
     fedmbo = per_seed(finals, long, "fedmbo")
@@ -166,11 +166,9 @@ def _longer_horizon(finals: pd.DataFrame, setting: str, baselines: pd.DataFrame)
     rafbo = per_seed(finals, long, "rafbo")
     if rafbo.empty:
         return rows
-    rows.append((f"RAFBO below RABO (paper: slightly), {both}", rafbo, rabo, "rafbo", "rabo"))
-    if baselines.shape[1] == len(SUBMODEL_BASELINES):
-        rows.append((f"RAFBO at {rounds} rounds ({long}) above the sub-model mean", rafbo,
-                     baselines.mean(axis=1), "rafbo", None))  # fmt: skip
-    return rows
+    return [*rows, (f"RAFBO below RABO (paper: slightly), {both}", rafbo, rabo, "rafbo", "rabo"),
+            (f"RAFBO at {rounds} rounds ({long}) above the sub-model mean", rafbo, mean, "rafbo",
+             None)]  # fmt: skip
 
 
 def cifar_claims_table(finals: pd.DataFrame) -> list[str]:

@@ -17,6 +17,7 @@ from rabo_bench.report.claims import (
     claims_table,
     coverage_claims_table,
     horizon,
+    over_seeds,
     paired_gain,
     per_seed,
     plateau_table,
@@ -33,15 +34,6 @@ from rabo_bench.report.paper import (
 )
 from rabo_bench.report.runs import describe, final_rows
 from rabo_bench.report.seeds import ci95
-
-
-def over_seeds(values: pd.Series) -> tuple[float, float]:
-    """Mean and Student-t 95% CI half-width over the seeds of the given values (NaN: none
-    given; the CI is NaN with fewer than two)."""
-    values = values.dropna().astype(float)
-    if values.empty:
-        return math.nan, math.nan
-    return float(values.mean()), float(ci95(values.std(ddof=1), len(values)))
 
 
 def mean_ci_cell(mean: float, ci: float) -> str:
@@ -64,7 +56,7 @@ def accuracy_table(finals: pd.DataFrame) -> pd.DataFrame:
         else:
             ci = float(ci95(acc.std(ddof=1), len(group)))
         sub = group["submodel_accuracy"] if "submodel_accuracy" in group else acc * math.nan
-        sub_mean, sub_ci = over_seeds(100 * sub)
+        sub_mean, sub_ci, _ = over_seeds((100 * sub).astype(float))
         rows.append(
             {
                 "setting": setting,
