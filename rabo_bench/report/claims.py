@@ -106,17 +106,19 @@ def horizon(finals: pd.DataFrame, setting: str) -> int:
 
 
 def same_horizon(finals: pd.DataFrame, setting: str, rounds: int) -> str:
-    """Which of ``setting`` and ``<setting>-long`` ran RABO for ``rounds`` rounds ("" if
-    neither): the bilevel runs that pair with a ``-matched`` variant of that horizon."""
+    """Which of ``<setting>-matched`` itself, ``setting`` and ``<setting>-long`` ran RABO for
+    ``rounds`` rounds, in that order ("" if none): the bilevel runs that pair with a
+    ``-matched`` variant of that horizon."""
     rabo = finals[finals["algorithm"] == "rabo"]
-    return next((s for s in (setting, f"{setting}{LONG}") if horizon(rabo, s) == rounds), "")
+    sources = (f"{setting}{MATCHED}", setting, f"{setting}{LONG}")
+    return next((s for s in sources if horizon(rabo, s) == rounds), "")
 
 
 def _at_one_local_step(finals: pd.DataFrame, setting: str) -> list[tuple]:
     """RABO against the mean of the sub-model baselines at one local step per round
-    (``<setting>-matched``: as many backbone updates per round), at equal rounds: RABO from
-    ``setting`` or ``<setting>-long``, whichever ran as many rounds as the matched runs. Where
-    neither did, the row names both horizons."""
+    (``<setting>-matched``: as many backbone updates per round), at equal rounds: RABO from the
+    matched setting itself, else from ``setting`` or ``<setting>-long``, whichever ran as many
+    rounds as the matched runs. Where none did, the row names both horizons."""
     matched = f"{setting}{MATCHED}"
     rounds = horizon(finals, matched)
     if not rounds:
@@ -125,8 +127,9 @@ def _at_one_local_step(finals: pd.DataFrame, setting: str) -> list[tuple]:
     source = same_horizon(finals, setting, rounds)
     if source:
         name = f"RABO above the sub-model mean at one local step, both at {rounds} rounds"
-        return [(f"{name} ({source}, {matched})", per_seed(finals, source, "rabo"),
-                 mean_matched, "rabo", None)]  # fmt: skip
+        where = matched if source == matched else f"{source}, {matched}"
+        return [(f"{name} ({where})", per_seed(finals, source, "rabo"), mean_matched, "rabo",
+                 None)]  # fmt: skip
     name = (f"RABO at {horizon(finals, setting)} rounds above the sub-model mean at one local "
             f"step at {rounds} rounds ({matched})")  # fmt: skip
     return [(name, per_seed(finals, setting, "rabo"), mean_matched, "rabo", None)]

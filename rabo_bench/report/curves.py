@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 
-from rabo_bench.report.claims import LONG, MATCHED
+from rabo_bench.report.claims import LONG
 from rabo_bench.report.runs import draw_method, save_panels, setting_panels
 from rabo_bench.report.seeds import seed_bands
 from rabo_bench.report.titles import setup_title
@@ -81,16 +81,14 @@ def draw_curves(ax, curves: pd.DataFrame, variant: str = "") -> set[str]:
 
 
 def panels_of(settings: list[str]) -> dict[str, list[str]]:
-    """Panel -> the settings drawn in it: a ``<setting>-long`` variant (one method run for more
+    """Panel -> the settings drawn in it: a ``<setting>-long`` variant (methods run for more
     rounds, :data:`rabo_bench.report.claims.LONG`) joins ``<setting>``'s panel where that
-    setting is present, so that its curve lies over the others on the same axes, and
-    ``<setting>-matched``'s too (the budget-matched baselines run to the longer horizon)."""
+    setting is present, so that its curves lie over the others on the same axes. A
+    ``<setting>-matched`` variant keeps a panel of its own: it runs RABO beside its baselines."""
     panels: dict[str, list[str]] = {}
     for setting in settings:
         base = str(setting).removesuffix(LONG)
         panels.setdefault(base if base in settings else setting, []).append(setting)
-        if base != setting and f"{base}{MATCHED}" in settings:
-            panels.setdefault(f"{base}{MATCHED}", []).append(setting)
     return panels
 
 

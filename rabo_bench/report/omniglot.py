@@ -158,8 +158,9 @@ def plot_curves(folder: Path, results: pd.DataFrame) -> list[Path]:
 def matched_markdown(finals: pd.DataFrame, table: pd.DataFrame) -> list[str]:
     """The budget-matched comparison: each ``<setting>-matched`` variant's sub-model baselines
     (as many backbone updates per round as the bilevel methods) against RABO and RAFBO at as
-    many rounds (in ``<setting>`` or ``<setting>-long``: ``claims.same_horizon``; else in
-    ``<setting>``, its horizon named), with the mean gain over them."""
+    many rounds (in the matched setting itself, ``<setting>`` or ``<setting>-long``:
+    ``claims.same_horizon``; else in ``<setting>``, its horizon named), with the mean gain over
+    them."""
     lines = []
     for setting in dict.fromkeys(table["setting"]):
         if not setting.endswith(MATCHED):
@@ -169,7 +170,7 @@ def matched_markdown(finals: pd.DataFrame, table: pd.DataFrame) -> list[str]:
         ours = _ours(table[table["setting"] == source])
         if source not in ours.get("rabo", {}):
             continue
-        rows = table[table["setting"] == setting]
+        rows = table[(table["setting"] == setting) & table["algorithm"].isin(SUBMODEL_BASELINES)]
         cells = ", ".join(
             f"{display_name(r.algorithm)} {r.accuracy:.2f} ± {r.ci95:.2f}"
             for r in rows.itertuples()

@@ -181,8 +181,9 @@ def _finals(accuracy: dict, rounds: dict) -> pd.DataFrame:
 
 def test_the_matched_baselines_pair_with_rabo_at_their_own_horizon():
     """``-matched`` baselines (one local step a round) are compared with RABO at as many rounds:
-    from ``-long`` when they ran its 500, from the base setting when they ran its 120, and with
-    both horizons named when neither matches."""
+    from the matched setting itself where RABO ran there, else from ``-long`` when they ran its
+    500, from the base setting when they ran its 120, and with both horizons named when none
+    matches."""
     accuracy = {  # the matched baselines' mean is 0.80, 0.81, 0.82
         ("5w1s", "rabo"): (0.60, 0.62, 0.61),
         ("5w1s-long", "rabo"): (0.85, 0.85, 0.87),
@@ -203,6 +204,11 @@ def test_the_matched_baselines_pair_with_rabo_at_their_own_horizon():
     names = [line.split("|")[1].strip() for line in claims_table(_finals(accuracy, other))[2:]]
     assert ("RABO at 120 rounds above the sub-model mean at one local step at 240 rounds "
             "(5w1s-matched)") in names  # fmt: skip
+    # RABO run in the matched setting itself pairs there, before the -long run of equal rounds
+    own = {**accuracy, ("5w1s-matched", "rabo"): (0.70, 0.71, 0.72)}
+    rows = {line.split("|")[1].strip(): line for line in claims_table(_finals(own, long))[2:]}
+    name = "RABO above the sub-model mean at one local step, both at 500 rounds (5w1s-matched)"
+    assert rows[name].rstrip(" |").endswith("reversed")  # 10 points below in every seed
 
 
 def test_orderings_count_only_the_settings_in_which_the_methods_ran():
