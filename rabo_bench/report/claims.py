@@ -256,14 +256,17 @@ def plateau_table(results: pd.DataFrame) -> list[str]:
     test subset, so the value at Q is the same subset's (``curve_accuracy`` in the final
     details); runs that predate it fall back to the whole test set, marked with a dagger. Outside
     the CI the verdict says which way the curve moves. The last column, for information beside
-    the verdict: the change's own 95% CI, paired over the seeds (does the curve still move?)."""
+    the verdict: the change's own 95% CI, paired over the seeds (does the curve still move?).
+    A curve that moves where its method also ran ``<setting>-long`` names that longer run, and
+    a line under the table counts the flat curves."""
     lines = [
         "| setting | method | rounds | change over the last fifth (points) | 95% CI at Q | flat? "
         "| the change's 95% CI, paired |",
         "| --- | --- | --- | ---: | ---: | --- | ---: |",
     ]
-    mixed = False
-    for (setting, algorithm), rows in results.groupby(["setting", "algorithm"], sort=False):
+    mixed, flats = False, []
+    groups = results.groupby(["setting", "algorithm"], sort=False)
+    for (setting, algorithm), rows in groups:
         acc = 100 * rows.pivot_table(index="round", columns="seed", values="accuracy")
         last = int(acc.index.max())
         curve = _curve_accuracy(rows[rows["round"] == last])
@@ -277,11 +280,15 @@ def plateau_table(results: pd.DataFrame) -> list[str]:
         spread = acc.loc[last].dropna()
         half = float(ci95(spread.std(ddof=1), len(spread))) if len(spread) > 1 else math.nan
         flat = _flat(change, half)
+        flats.append(flat == "yes")
+        if flat.startswith("no") and (f"{setting}{LONG}", algorithm) in groups.groups:
+            flat += f"; run on in `{setting}{LONG}`"
         mark = "" if curve is not None else " †"
         lines.append(
             f"| {setting} | {algorithm} | {start} -> {last}{mark} | {change:+.2f} | {half:.2f} "
             f"| {flat} | {paired:.2f} |"
         )
+    lines += ["", f"{sum(flats)} of {len(flats)} curves flat."]
     if mixed:
         lines += [
             "",

@@ -50,10 +50,17 @@ def test_plateau_compares_the_last_fifth_with_the_seed_interval():
     assert cells[5] == "yes"
     # the change's own interval, paired over the seeds: changes +1, 0, -1 (sd 1)
     assert cells[6] == f"{stats.t.ppf(0.975, 2) / math.sqrt(3):.2f}"
+    assert "1 of 1 curves flat." in plateau_table(pd.DataFrame(rows))
     for shift, word in ((+0.05, "no (rising)"), (-0.05, "no (falling)")):  # 5 points, CI ~2.5
         moved = pd.DataFrame(rows)
         moved.loc[moved["round"] == 60, "accuracy"] += shift
         assert plateau_table(moved)[2].split("|")[6].strip() == word
+        assert "0 of 1 curves flat." in plateau_table(moved)
+    # a moving curve whose method ran on in the setting's -long variant names that run
+    longer = pd.DataFrame(rows).assign(setting="s-long", round=lambda d: 2 * d["round"])
+    moved = pd.concat([moved, longer], ignore_index=True)
+    assert plateau_table(moved)[2].split("|")[6].strip() == "no (falling); run on in `s-long`"
+    assert "1 of 2 curves flat." in plateau_table(moved)
 
 
 def test_plateau_reads_the_last_round_on_the_curves_test_subset():
@@ -66,7 +73,7 @@ def test_plateau_reads_the_last_round_on_the_curves_test_subset():
             rows.append({"setting": "s", "algorithm": "rabo", "seed": seed, "round": q,
                          "accuracy": acc, "details": text})  # fmt: skip
     table = plateau_table(pd.DataFrame(rows))
-    cells = [c.strip() for c in table[-1].strip("|").split("|")]
+    cells = [c.strip() for c in table[2].strip("|").split("|")]
     assert cells[2] == "50 -> 60" and float(cells[3]) == pytest.approx(0.5)  # +1, 0 points
     older = pd.DataFrame(rows).assign(details="")  # runs made before curve_accuracy existed
     table = plateau_table(older)
