@@ -11,6 +11,7 @@ precision, so a CSV round trip is exact. The columns are documented in docs/suit
 from __future__ import annotations
 
 import csv
+import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -37,6 +38,11 @@ ORACLES = ("grad_f", "grad_g", "hvp", "jvp")
 COSTS = ("oracle_calls", "params_up", "params_down", "bytes_up", "bytes_down", "flops")
 COVERAGE = ("coverage_x_min", "coverage_y_min", "coverage_x_hist", "coverage_y_hist")
 TIMING = ("wall_time_s",)
+# How a run was computed, in its last row's details (``engine.run.RunRecorder.result``): the
+# torch version, the torch threads the run finished with and the CPU's vector capability
+# (torch.backends.cpu.get_cpu_capability). Rows can differ between thread counts and CPUs
+# (docs/scaling.md), so these say under what a run reproduces.
+EXECUTION = ("torch", "torch_threads", "cpu_capability")
 # The run's outcome, on every row of the run: "ok", or "diverged" (a NaN/Inf iterate or metric,
 # or a metric blown up past diverge_factor x its round-0 value, ended it early; its last row is
 # that round) with the reason, e.g. "round 7: x['x'] not finite".
@@ -108,6 +114,20 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     """The rows of a results CSV, every cell as the string written (empty = missing)."""
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def without_timing(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` without what differs between two computations of the same runs: the ``TIMING``
+    columns, and the ``EXECUTION`` keys of ``details`` (what two engines' tables compare)."""
+    kept = []
+    for row in rows:
+        row = {k: v for k, v in row.items() if k not in TIMING}
+        details = json.loads(row["details"]) if row.get("details") else None
+        if isinstance(details, dict) and any(k in details for k in EXECUTION):
+            rest = {k: v for k, v in details.items() if k not in EXECUTION}
+            row["details"] = json.dumps(rest) if rest else None
+        kept.append(row)
+    return kept
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -303,7 +303,8 @@ class RunRecorder:
             self.checkpoint.save(state)
 
     def result(self) -> list[Row]:
-        """The rows, each with the run's status."""
+        """The rows, each with the run's status, the last one with how it was computed in its
+        details (``results.EXECUTION``)."""
         if self.reason is None:
             status = {"status": "ok", "reason": None}
         else:
@@ -311,7 +312,19 @@ class RunRecorder:
                 "status": "diverged",
                 "reason": f"round {self.rows[-1]['round']}: {self.reason}",
             }
-        return [{**r, **status} for r in self.rows]
+        rows = [{**r, **status} for r in self.rows]
+        rows[-1]["details"] = _with_execution(rows[-1].get("details"))
+        return rows
+
+
+def _with_execution(details: str | None) -> str:
+    """``details`` (JSON, or empty) with the ``results.EXECUTION`` facts of this process."""
+    facts = {
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+    return json.dumps({**json.loads(details or "{}"), **facts})
 
 
 def execute_run(

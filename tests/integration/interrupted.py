@@ -14,10 +14,6 @@ class Killed(Exception):
     """Stands in for a kill at a known round."""
 
 
-def without_timing(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k != "wall_time_s"} for row in rows]
-
-
 def run_killed_at(spec, problem, folder: Path, kill_round: int) -> Checkpoint:
     """Run ``spec`` with a checkpoint after every round and stop it when round ``kill_round``
     ends (before that round's checkpoint); return its checkpoint."""

@@ -6,19 +6,20 @@ is covered one way or the other."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from rabo_bench.algorithms import available, get
-from rabo_bench.engine.results import read_rows
+from rabo_bench.engine.results import read_rows, without_timing
 from rabo_bench.engine.runner import execute_suite
 from rabo_bench.engine.suite import load_suite
 from rabo_bench.problems import QuadraticBilevel
 from rabo_bench.problems.fewshot import FewShotProblem
 
-TIMING = ("wall_time_s",)
 SUPPORTED = [name for name in available() if get(name).supports(QuadraticBilevel)]
 FEW_SHOT_ONLY = [name for name in available() if name not in SUPPORTED]
 
@@ -27,10 +28,6 @@ def results(out: Path, **overrides) -> list[dict[str, str]]:
     suite = load_suite("synthetic", "smoke", **overrides)
     execute_suite(suite, out, sink=None, progress=False, echo=lambda _: None)
     return read_rows(out / "results.csv")
-
-
-def without_timing(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +39,25 @@ def test_same_seed_gives_identical_rows_for_every_supported_algorithm(first, tmp
     assert {r["algorithm"] for r in first} == set(SUPPORTED)
     again = results(tmp_path, seeds=2, algorithm_names=SUPPORTED)
     assert without_timing(again) == without_timing(first)
+
+
+def test_a_runs_last_row_says_under_what_it_reproduces(first):
+    """Rows reproduce at one torch thread count on one kind of CPU (docs/scaling.md): each
+    run's last row records both and the torch version in its details, the others do not, and
+    ``without_timing`` (how engines' tables are compared) drops exactly these facts."""
+    runs = [[r for r in first if (r["algorithm"], r["seed"]) == key] for key in {
+        (r["algorithm"], r["seed"]) for r in first}]  # fmt: skip
+    facts = {
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),  # in-process engine: this process's threads
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+    for rows in runs:
+        assert json.loads(rows[-1]["details"]) == facts
+        assert all(not r["details"] for r in rows[:-1])
+        assert without_timing(rows)[-1]["details"] is None
+    extra = {"details": json.dumps({"curve_accuracy": 0.5, **facts}), "wall_time_s": "1.0"}
+    assert without_timing([extra]) == [{"details": '{"curve_accuracy": 0.5}'}]
 
 
 def test_few_shot_only_algorithms_are_deterministic_on_their_own_problem(root, tmp_path):

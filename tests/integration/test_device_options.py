@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from rabo_bench.engine.results import COSTS, COVERAGE, ORACLES, read_rows
+from rabo_bench.engine.results import COSTS, COVERAGE, ORACLES, read_rows, without_timing
 from tests.cli import run_cli
 
 OMNIGLOT = ["run", "omniglot", "--preset", "smoke", "--settings", "5w1s", "--no-progress"]
@@ -38,10 +38,6 @@ def test_what_cannot_work_stops_with_one_line(capsys, tmp_path, args, words):
     assert code == 2 and err.startswith("rabo-bench: error: ") and err.count("\n") == 1, err
     assert words in err
     assert not (tmp_path / "out").exists()
-
-
-def without_timing(rows):
-    return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in rows]
 
 
 def test_device_cpu_gives_the_table_of_the_default(capsys, tmp_path):

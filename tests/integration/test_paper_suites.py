@@ -30,7 +30,7 @@ def test_omniglot_smoke_runs_every_method_and_reports(root, capsys, tmp_path):
         capsys, tmp_path, "omniglot", "--settings", ",".join(settings)
     )
     finals = results.groupby("run_id").tail(1)
-    assert len(finals) == 2 * 9 + 4  # 9 methods per setting, 4 baselines budget-matched
+    assert len(finals) == 2 * 9 + 5  # 9 methods per setting; 4 baselines and RABO matched
     assert set(finals["setting"]) == set(settings)
     assert set(finals["algorithm"]) == set(TABLE_II)
     assert finals["accuracy"].between(0, 1).all() and (finals["accuracy_ci95"] >= 0).all()
@@ -43,6 +43,7 @@ def test_omniglot_smoke_runs_every_method_and_reports(root, capsys, tmp_path):
     assert "mean gain over the sub-model baselines" in table
     assert "Cost relative to FedMBO" in table
     assert "Budget-matched sub-model baselines" in table
+    assert "both at 2 rounds (5w1s-matched) |" in table  # RABO pairs in the matched setting
     for figure in ("curves", "curves_flops", "curves_bytes"):
         assert (out / f"{figure}.png").stat().st_size > 0
     assert "table.md" in stdout

@@ -10,17 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from rabo_bench.engine.results import read_rows
+from rabo_bench.engine.results import read_rows, without_timing
 from rabo_bench.engine.runner import execute_suite
 from rabo_bench.engine.suite import load_suite
 from rabo_bench.engine.sweep import Engine
 from tests.cli import run_cli
 
 SMOKE = ("run", "synthetic", "--preset", "smoke", "--seeds", "1", "--no-progress", "--no-mlflow")
-
-
-def without_timing(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    return [{k: v for k, v in row.items() if k != "wall_time_s"} for row in rows]
 
 
 def table(out: Path) -> list[dict[str, str]]:

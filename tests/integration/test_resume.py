@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from rabo_bench.engine.checkpoint import Checkpoint, CheckpointPolicy, checkpoint_file
-from rabo_bench.engine.results import read_rows, run_file
+from rabo_bench.engine.results import read_rows, run_file, without_timing
 from rabo_bench.engine.run import execute_run, expand
 from rabo_bench.engine.runner import ProblemCache, execute_suite
 from rabo_bench.engine.suite import load_suite
-from tests.integration.interrupted import run_killed_at, without_timing
+from tests.integration.interrupted import run_killed_at
 from tests.integration.tiny_suite import tiny_suite
 
 ROUNDS = 60

@@ -10,12 +10,12 @@ from dataclasses import replace
 
 from rabo_bench.algorithms import registered
 from rabo_bench.engine.checkpoint import Checkpoint
-from rabo_bench.engine.results import read_rows
+from rabo_bench.engine.results import read_rows, without_timing
 from rabo_bench.engine.run import execute_run, expand
 from rabo_bench.engine.runner import ProblemCache, execute_suite
 from rabo_bench.engine.suite import load_suite
 from tests.integration.heavy_ball import rabo_heavy_ball
-from tests.integration.interrupted import run_killed_at, without_timing
+from tests.integration.interrupted import run_killed_at
 from tests.integration.tiny_suite import tiny_suite
 
 METRICS = ("upper_loss", "grad_norm_sq", "inner_error")
