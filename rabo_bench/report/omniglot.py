@@ -270,7 +270,10 @@ def write_omniglot_report(folder: Path, results: pd.DataFrame) -> list[Path]:
     if "fedmbo" in ours:
         costs = relative_costs(folder, finals)
         focus = costs[costs["algorithm"].isin(["rabo", "rafbo", "fedmbo"])]
-        focus = focus[~focus["setting"].astype(str).str.endswith(LONG)]  # no FedMBO there
+        # settings with a FedMBO run to divide by; a -long one repeats its base's ratios
+        fedmbo = set(focus.loc[focus["algorithm"] == "fedmbo", "setting"])
+        referenced = focus["setting"].isin(fedmbo)
+        focus = focus[referenced & ~focus["setting"].astype(str).str.endswith(LONG)]
         ratios = [c for c in focus.columns if c.endswith("_ratio")]
         focus = focus.groupby(["setting", "algorithm"], sort=False)[ratios].mean().reset_index()
         parts += [

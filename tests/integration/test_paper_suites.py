@@ -42,6 +42,8 @@ def test_omniglot_smoke_runs_every_method_and_reports(root, capsys, tmp_path):
     assert "80.76" in table and "77.41" in table  # the paper's numbers beside ours
     assert "mean gain over the sub-model baselines" in table
     assert "Cost relative to FedMBO" in table
+    costs = table.split("Cost relative to FedMBO")[1]  # the last section
+    assert "| 20w5s | rabo |" in costs and "| 5w1s-matched |" not in costs  # no FedMBO there
     assert "Budget-matched sub-model baselines" in table
     assert "both at 2 rounds (5w1s-matched) |" in table  # RABO pairs in the matched setting
     for figure in ("curves", "curves_flops", "curves_bytes"):
