@@ -116,7 +116,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def without_timing(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def comparable_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """``rows`` without what differs between two computations of the same runs: the ``TIMING``
     columns, and the ``EXECUTION`` keys of ``details`` (what two engines' tables compare)."""
     kept = []

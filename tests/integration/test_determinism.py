@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from rabo_bench.algorithms import available, get
-from rabo_bench.engine.results import read_rows, without_timing
+from rabo_bench.engine.results import comparable_rows, read_rows
 from rabo_bench.engine.runner import execute_suite
 from rabo_bench.engine.suite import load_suite
 from rabo_bench.problems import QuadraticBilevel
@@ -38,13 +38,13 @@ def first(tmp_path_factory) -> list[dict[str, str]]:
 def test_same_seed_gives_identical_rows_for_every_supported_algorithm(first, tmp_path):
     assert {r["algorithm"] for r in first} == set(SUPPORTED)
     again = results(tmp_path, seeds=2, algorithm_names=SUPPORTED)
-    assert without_timing(again) == without_timing(first)
+    assert comparable_rows(again) == comparable_rows(first)
 
 
 def test_a_runs_last_row_says_under_what_it_reproduces(first):
     """Rows reproduce at one torch thread count on one kind of CPU (docs/scaling.md): each
     run's last row records both and the torch version in its details, the others do not, and
-    ``without_timing`` (how engines' tables are compared) drops exactly these facts."""
+    ``comparable_rows`` (how engines' tables are compared) drops exactly these facts."""
     runs = [[r for r in first if (r["algorithm"], r["seed"]) == key] for key in {
         (r["algorithm"], r["seed"]) for r in first}]  # fmt: skip
     facts = {
@@ -55,9 +55,9 @@ def test_a_runs_last_row_says_under_what_it_reproduces(first):
     for rows in runs:
         assert json.loads(rows[-1]["details"]) == facts
         assert all(not r["details"] for r in rows[:-1])
-        assert without_timing(rows)[-1]["details"] is None
+        assert comparable_rows(rows)[-1]["details"] is None
     extra = {"details": json.dumps({"curve_accuracy": 0.5, **facts}), "wall_time_s": "1.0"}
-    assert without_timing([extra]) == [{"details": '{"curve_accuracy": 0.5}'}]
+    assert comparable_rows([extra]) == [{"details": '{"curve_accuracy": 0.5}'}]
 
 
 def test_few_shot_only_algorithms_are_deterministic_on_their_own_problem(root, tmp_path):
@@ -69,7 +69,7 @@ def test_few_shot_only_algorithms_are_deterministic_on_their_own_problem(root, t
     tables = []
     for name in ("a", "b"):
         execute_suite(suite, tmp_path / name, sink=None, progress=False, echo=lambda _: None)
-        tables.append(without_timing(read_rows(tmp_path / name / "results.csv")))
+        tables.append(comparable_rows(read_rows(tmp_path / name / "results.csv")))
     assert {r["algorithm"] for r in tables[0]} == set(FEW_SHOT_ONLY) == {"maml", "protonet"}
     assert all(get(name).supports(FewShotProblem) for name in FEW_SHOT_ONLY)
     assert tables[0] == tables[1]

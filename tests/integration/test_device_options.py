@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from rabo_bench.engine.results import COSTS, COVERAGE, ORACLES, read_rows, without_timing
+from rabo_bench.engine.results import COSTS, COVERAGE, ORACLES, comparable_rows, read_rows
 from tests.cli import run_cli
 
 OMNIGLOT = ["run", "omniglot", "--preset", "smoke", "--settings", "5w1s", "--no-progress"]
@@ -46,7 +46,7 @@ def test_device_cpu_gives_the_table_of_the_default(capsys, tmp_path):
         code, stdout, err = run_cli(capsys, *QUICK, *extra, "--out", str(tmp_path / name))
         assert code == 0, err
         assert "device: cpu, precision fp32" in stdout
-        tables.append(without_timing(read_rows(tmp_path / name / "results.csv")))
+        tables.append(comparable_rows(read_rows(tmp_path / name / "results.csv")))
     assert tables[0] == tables[1]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rabo_bench.engine.results import read_rows, without_timing
+from rabo_bench.engine.results import comparable_rows, read_rows
 from rabo_bench.engine.runner import execute_suite
 from rabo_bench.engine.suite import load_suite
 from rabo_bench.engine.sweep import Engine
@@ -20,7 +20,7 @@ SMOKE = ("run", "synthetic", "--preset", "smoke", "--seeds", "1", "--no-progress
 
 
 def table(out: Path) -> list[dict[str, str]]:
-    return without_timing(read_rows(out / "results.csv"))
+    return comparable_rows(read_rows(out / "results.csv"))
 
 
 @pytest.fixture(scope="module")

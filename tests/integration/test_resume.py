@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from rabo_bench.engine.checkpoint import Checkpoint, CheckpointPolicy, checkpoint_file
-from rabo_bench.engine.results import read_rows, run_file, without_timing
+from rabo_bench.engine.results import comparable_rows, read_rows, run_file
 from rabo_bench.engine.run import execute_run, expand
 from rabo_bench.engine.runner import ProblemCache, execute_suite
 from rabo_bench.engine.suite import load_suite
@@ -79,7 +79,7 @@ def test_killed_sweep_resumes_to_the_uninterrupted_rows(tmp_path):
     whole = tmp_path / "whole"
     execute_suite(load_suite(str(suite)), whole, progress=False, echo=lambda _: None)
     rows = read_rows(out / "results.csv")
-    assert without_timing(rows) == without_timing(read_rows(whole / "results.csv"))
+    assert comparable_rows(rows) == comparable_rows(read_rows(whole / "results.csv"))
     keys = [(r["run_id"], r["round"]) for r in rows]
     assert len(keys) == len(set(keys)) == 2 * (ROUNDS + 1)
 
@@ -93,7 +93,7 @@ def test_restarted_run_continues_from_its_checkpoint_round(tmp_path, name):
     rounds: list[int] = []
     resumed = execute_run(spec, problem, rounds.append, checkpoint=checkpoint)
     assert rounds == list(range(3, spec.rounds + 1))  # rounds 1 and 2 were not recomputed
-    assert without_timing(resumed) == without_timing(execute_run(spec, problem))
+    assert comparable_rows(resumed) == comparable_rows(execute_run(spec, problem))
 
 
 def test_an_unreadable_checkpoint_is_set_aside_and_the_run_starts_over(tmp_path, capsys):
@@ -106,7 +106,7 @@ def test_an_unreadable_checkpoint_is_set_aside_and_the_run_starts_over(tmp_path,
     rounds: list[int] = []
     rows = execute_run(spec, problem, rounds.append, checkpoint=checkpoint)
     assert rounds == list(range(1, spec.rounds + 1))
-    assert without_timing(rows) == without_timing(execute_run(spec, problem))
+    assert comparable_rows(rows) == comparable_rows(execute_run(spec, problem))
     assert path.with_name(path.name + ".unreadable").read_bytes() == b"not a checkpoint"
     warning = capsys.readouterr().err.strip().splitlines()
     assert len(warning) == 1 and "is unreadable" in warning[0] and "starts over" in warning[0]

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from rabo_bench.algorithms import registered
 from rabo_bench.engine.checkpoint import Checkpoint
-from rabo_bench.engine.results import read_rows, without_timing
+from rabo_bench.engine.results import comparable_rows, read_rows
 from rabo_bench.engine.run import execute_run, expand
 from rabo_bench.engine.runner import ProblemCache, execute_suite
 from rabo_bench.engine.suite import load_suite
@@ -62,10 +62,10 @@ def test_a_killed_stateful_run_resumes_with_its_momentum(tmp_path):
     checkpoint = run_killed_at(spec, problem, tmp_path, 4)
     saved = checkpoint.load()
     assert saved.round == 3 and set(saved.carried) == {"heavy_ball_hypergradient"}
-    whole = without_timing(execute_run(spec, problem))
+    whole = comparable_rows(execute_run(spec, problem))
     resumed = execute_run(spec, problem, checkpoint=checkpoint)
-    assert without_timing(resumed) == whole
+    assert comparable_rows(resumed) == whole
 
     # the control: the same resume without the buffer lands elsewhere
     Checkpoint(checkpoint.path).save(replace(saved, carried=None))
-    assert without_timing(execute_run(spec, problem, checkpoint=checkpoint)) != whole
+    assert comparable_rows(execute_run(spec, problem, checkpoint=checkpoint)) != whole

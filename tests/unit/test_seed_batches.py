@@ -8,7 +8,7 @@ autograd, i.e. by a few ulps per operation. RAFBO's finite differences divide su
 by mu = 1e-3 (measured: 3e-13 after three rounds), still three orders below 1e-10 over the
 smoke preset's four contractive rounds. Identity, oracle counts, parameters and bytes sent and
 coverage must agree exactly; ``wall_time_s`` (the batch's round time shared out) and the
-execution facts (a batch runs at one thread) are not compared (``results.without_timing``).
+execution facts (a batch runs at one thread) are not compared (``results.comparable_rows``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from rabo_bench.engine.batches import execute_batch, seed_batches
 from rabo_bench.engine.checkpoint import Checkpoint, CheckpointPolicy
-from rabo_bench.engine.results import read_rows, run_file, without_timing
+from rabo_bench.engine.results import comparable_rows, read_rows, run_file
 from rabo_bench.engine.run import execute_run, expand
 from rabo_bench.engine.runner import execute_specs
 from rabo_bench.engine.suite import load_suite
@@ -53,7 +53,7 @@ def assert_same_rows(expected: list[dict], got: list[dict]) -> None:
     """Rows of execute_run (Python values) or of run files (text): floats to TOL, the rest
     (identity, counts, status, coverage histograms) exactly."""
     assert len(got) == len(expected)
-    for a, b in zip(without_timing(expected), without_timing(got), strict=True):
+    for a, b in zip(comparable_rows(expected), comparable_rows(got), strict=True):
         assert a.keys() == b.keys()
         for key, value in a.items():
             if b[key] == value:
