@@ -165,11 +165,6 @@ def write_cifar_report(folder: Path, results: pd.DataFrame) -> list[Path]:
         "",
         *cifar_claims_table(finals),
         "",
-        "## Have the curves flattened?",
-        "",
-        "Change of the seed-mean accuracy over the last fifth of the rounds against the 95% CI "
-        "over the seeds at the last round ('flat' when within it).",
-        "",
         *plateau_table(results),
         "",
         *vs_parameter_table(details),

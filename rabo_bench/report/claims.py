@@ -249,17 +249,23 @@ def _paper_gain(paper, setting: str, a: str, b: str | None) -> float | None:
 
 
 def plateau_table(results: pd.DataFrame) -> list[str]:
-    """Has each curve flattened? Per (setting, algorithm): the change of the mean accuracy over
-    the seeds across the last fifth of the rounds (from the first evaluated round at or after
-    0.8 Q, else the last one before Q, to Q), against the 95% CI over the seeds at Q (issue 14:
-    "flat" when within it). Like with like: the intermediate points are measured on the curve's
-    test subset, so the value at Q is the same subset's (``curve_accuracy`` in the final
+    """The section "Plateau": has each curve flattened? Per (setting, algorithm): the change of the
+    mean accuracy over the seeds across the last fifth of the rounds (from the first evaluated round
+    at or after 0.8 Q, else the last one before Q, to Q), against the 95% CI over the seeds at Q
+    (issue 14: "flat" when within it). Like with like: the intermediate points are measured on the
+    curve's test subset, so the value at Q is the same subset's (``curve_accuracy`` in the final
     details); runs that predate it fall back to the whole test set, marked with a dagger. Outside
-    the CI the verdict says which way the curve moves. The last column, for information beside
-    the verdict: the change's own 95% CI, paired over the seeds (does the curve still move?).
-    A curve that moves where its method also ran ``<setting>-long`` names that longer run, and
-    a line under the table counts the flat curves."""
+    the CI the verdict says which way the curve moves. The last column, for information beside the
+    verdict: the change's own 95% CI, paired over the seeds (does the curve still move?). A curve
+    that moves where its method also ran ``<setting>-long`` names that longer run, and a line under
+    the table counts the flat curves among those with a verdict (two seeds or more)."""
     lines = [
+        "## Plateau: the change over the last fifth of the rounds",
+        "",
+        "The change of the seed-mean accuracy over the last fifth of the rounds against the 95% "
+        "CI over the seeds at the last round Q ('flat' when within it); the last column, for "
+        "information, is the change's own 95% CI, paired over the seeds.",
+        "",
         "| setting | method | rounds | change over the last fifth (points) | 95% CI at Q | flat? "
         "| the change's 95% CI, paired |",
         "| --- | --- | --- | ---: | ---: | --- | ---: |",
@@ -280,7 +286,8 @@ def plateau_table(results: pd.DataFrame) -> list[str]:
         spread = acc.loc[last].dropna()
         half = float(ci95(spread.std(ddof=1), len(spread))) if len(spread) > 1 else math.nan
         flat = _flat(change, half)
-        flats.append(flat == "yes")
+        if not math.isnan(half):  # one seed gives no verdict to count
+            flats.append(flat == "yes")
         if flat.startswith("no") and (f"{setting}{LONG}", algorithm) in groups.groups:
             flat += f"; run on in `{setting}{LONG}`"
         mark = "" if curve is not None else " †"
@@ -288,7 +295,8 @@ def plateau_table(results: pd.DataFrame) -> list[str]:
             f"| {setting} | {algorithm} | {start} -> {last}{mark} | {change:+.2f} | {half:.2f} "
             f"| {flat} | {paired:.2f} |"
         )
-    lines += ["", f"{sum(flats)} of {len(flats)} curves flat."]
+    if flats:
+        lines += ["", f"{sum(flats)} of {len(flats)} curves flat."]
     if mixed:
         lines += [
             "",

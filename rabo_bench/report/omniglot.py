@@ -262,8 +262,6 @@ def write_omniglot_report(folder: Path, results: pd.DataFrame) -> list[Path]:
             "",
             *claims_table(finals),
             "",
-            "## Plateau: the change over the last fifth of the rounds",
-            "",
             *plateau_table(results),
             "",
         ]
@@ -350,8 +348,6 @@ def write_coverage_report(folder: Path, results: pd.DataFrame) -> list[Path]:
             "## The larger C_x*, the better? Paired over seeds",
             "",
             *claims,
-            "",
-            "## Plateau: the change over the last fifth of the rounds",
             "",
             *plateau_table(results),
         ]

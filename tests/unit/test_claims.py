@@ -37,13 +37,21 @@ def test_paired_gain_is_the_mean_and_t_interval_of_per_seed_differences():
     )
 
 
+HEADERS = ("| setting", "| ---")
+
+
+def _rows(table: list[str]) -> list[str]:
+    """The plateau section's table rows (below its heading, text and column header)."""
+    return [line for line in table if line.startswith("| ") and not line.startswith(HEADERS)]
+
+
 def test_plateau_compares_the_last_fifth_with_the_seed_interval():
     rows = []
     for seed, (late, last) in enumerate([(0.70, 0.71), (0.72, 0.72), (0.74, 0.73)]):
         for q, acc in ((0, 0.4), (40, 0.6), (50, late), (60, last)):
             rows.append({"setting": "s", "algorithm": "rabo", "seed": seed, "round": q,
                          "accuracy": acc})  # fmt: skip
-    line = plateau_table(pd.DataFrame(rows))[2]
+    line = _rows(plateau_table(pd.DataFrame(rows)))[0]
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[2] == "50 -> 60 †"  # the first evaluated round at or after 0.8 Q
     assert float(cells[3]) == pytest.approx(0.0, abs=1e-9)  # +1, 0, -1 points: mean 0
@@ -54,13 +62,17 @@ def test_plateau_compares_the_last_fifth_with_the_seed_interval():
     for shift, word in ((+0.05, "no (rising)"), (-0.05, "no (falling)")):  # 5 points, CI ~2.5
         moved = pd.DataFrame(rows)
         moved.loc[moved["round"] == 60, "accuracy"] += shift
-        assert plateau_table(moved)[2].split("|")[6].strip() == word
+        assert _rows(plateau_table(moved))[0].split("|")[6].strip() == word
         assert "0 of 1 curves flat." in plateau_table(moved)
     # a moving curve whose method ran on in the setting's -long variant names that run
     longer = pd.DataFrame(rows).assign(setting="s-long", round=lambda d: 2 * d["round"])
     moved = pd.concat([moved, longer], ignore_index=True)
-    assert plateau_table(moved)[2].split("|")[6].strip() == "no (falling); run on in `s-long`"
+    assert (
+        _rows(plateau_table(moved))[0].split("|")[6].strip() == "no (falling); run on in `s-long`"
+    )
     assert "1 of 2 curves flat." in plateau_table(moved)
+    one_seed = plateau_table(moved[moved["seed"] == 0])  # no verdict, so nothing to count
+    assert not any(line.endswith("curves flat.") for line in one_seed)
 
 
 def test_plateau_reads_the_last_round_on_the_curves_test_subset():
@@ -73,12 +85,13 @@ def test_plateau_reads_the_last_round_on_the_curves_test_subset():
             rows.append({"setting": "s", "algorithm": "rabo", "seed": seed, "round": q,
                          "accuracy": acc, "details": text})  # fmt: skip
     table = plateau_table(pd.DataFrame(rows))
-    cells = [c.strip() for c in table[2].strip("|").split("|")]
+    cells = [c.strip() for c in _rows(table)[0].strip("|").split("|")]
     assert cells[2] == "50 -> 60" and float(cells[3]) == pytest.approx(0.5)  # +1, 0 points
     older = pd.DataFrame(rows).assign(details="")  # runs made before curve_accuracy existed
     table = plateau_table(older)
-    assert table[2].split("|")[3].strip() == "50 -> 60 †"
-    assert float(table[2].split("|")[4]) == pytest.approx(10.0) and table[-1].startswith("†")
+    assert _rows(table)[0].split("|")[3].strip() == "50 -> 60 †"
+    assert float(_rows(table)[0].split("|")[4]) == pytest.approx(10.0)
+    assert table[-1].startswith("†") and table[0].startswith("## Plateau")
 
 
 def test_cifar_claims_pair_each_seed_with_the_mean_of_the_four_sub_model_baselines():
