@@ -177,7 +177,7 @@ def plot_rounds(results: pd.DataFrame, metric: str, path: Path, title: str) -> l
     values = values.dropna()
     log = metric in LOG_SCALE and bool((values > 0).all())
     keys = [ok.loc[values.index, k] for k in ("setting", "algorithm", "round")]
-    bands = seed_bands(values, keys, log, BOUNDS.get(metric))
+    bands = seed_bands(values, keys, log, BOUNDS.get(metric)).sort_index()  # fast .loc
     drawn = bands.index.droplevel("round")
     for ax, setting in zip(panels, settings, strict=True):
         for algorithm in dict.fromkeys(results[results["setting"] == setting]["algorithm"]):
