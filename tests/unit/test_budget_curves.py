@@ -103,6 +103,18 @@ def test_cifar_report_writes_three_figures_and_the_new_columns(tmp_path):
     assert f"| {display_name('static')} | 40.50 ± 6.35 | 35.50 ± 6.35 | 25.0% |" in table
 
 
+def test_a_cifar_folder_of_one_baseline_reports_no_empty_sections(tmp_path):
+    """A run-on of one sub-model baseline (results/cifar-lt/cpu-fedrolex-600) tests no claim,
+    learns no loss parameters and has no FedMBO to divide costs by; its plateau row stays."""
+    folder = _folder(tmp_path, "cifar-lt", [""], old_seed1=False)
+    results = read_results(folder)
+    write_cifar_report(folder, results[results["algorithm"] == "static"])
+    table = (folder / "table.md").read_text()
+    assert "## The paper's claims" not in table and "Learned VS-loss" not in table
+    assert "no FedMBO run here to divide by" in table
+    assert "|  | static | 1 -> 2 † | +10.00 |" in table  # † no curve_accuracy in details
+
+
 def test_old_results_without_the_new_columns_still_report(tmp_path):
     folder = _folder(tmp_path, "cifar-lt", [""], old_seed1=False)
     old = [c for c in COLUMNS if c not in ("flops", "submodel_accuracy", "untrained_fraction")]
