@@ -104,7 +104,7 @@ def test_cifar_report_writes_three_figures_and_the_new_columns(tmp_path):
 
 
 def test_a_cifar_folder_of_one_baseline_reports_no_empty_sections(tmp_path):
-    """A run-on of one sub-model baseline (results/cifar-lt/cpu-fedrolex-600) tests no claim,
+    """A run-on folder of one sub-model baseline (FedRolex alone, say) tests no claim,
     learns no loss parameters and has no FedMBO to divide costs by; its plateau row stays."""
     folder = _folder(tmp_path, "cifar-lt", [""], old_seed1=False)
     results = read_results(folder)
